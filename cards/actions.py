@@ -1,0 +1,50 @@
+"""The data every card button submits, shared by `cards/` (which builds it) and `bot/` (which checks it).
+
+Every action's `data` carries:
+    action: one of the verbs below
+    card:   the id of the card it came from (a random nonce the bot stores as "current"); a click on a card
+            that is no longer current, or that was never issued, changes nothing
+    job:    the provisioning job id, when the card belongs to a job ("" while the dialog collects input)
+plus the card's input values (Adaptive Cards merges them into `value` for Action.Submit, and into
+`action.data` for Action.Execute).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["Verb", "ACTION", "CARD", "JOB", "STEP", "action_data"]
+
+ACTION: Final = "action"
+CARD: Final = "card"
+JOB: Final = "job"
+STEP: Final = "step"
+
+
+class Verb:
+    """Card verbs. Grouped by the card that carries them."""
+
+    # agent choice and details cards (dialog input)
+    FORM_SUBMIT: Final = "setup.submit"
+    FORM_CANCEL: Final = "setup.cancel"
+    # plan card
+    PLAN_APPROVE: Final = "plan.approve"
+    PLAN_CANCEL: Final = "plan.cancel"
+    # progress and guided-step cards
+    STEP_DONE: Final = "step.done"
+    STEP_OVERRIDE: Final = "step.override"
+    STEP_SANDBOX: Final = "step.sandbox"
+    JOB_RETRY: Final = "job.retry"
+    JOB_CANCEL: Final = "job.cancel"
+    # one-time client secret hand-off (Action.Execute → a card only the clicker sees; or task/fetch in Teams)
+    SECRET_REVEAL: Final = "secret.reveal"
+    # welcome / help cards
+    START_SETUP: Final = "setup.start"
+    SHOW_STATUS: Final = "status.show"
+
+
+def action_data(verb: str, card_id: str, job_id: str = "", **extra: str) -> dict[str, str]:
+    """The `data` object for a card action."""
+    data = {ACTION: verb, CARD: card_id, JOB: job_id}
+    data.update(extra)
+    return data
