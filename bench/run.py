@@ -1,0 +1,202 @@
+"""Benchmark: three bots side by side, interleaved in one run.
+
+    python -m bench.run [--quick] [--out bench/results]
+
+Bots: `bare` (a bare aiohttp handler: the limit), `echo` (Microsoft's stock botbuilder echo bot: the peer) and
+`setup` (Copilot Setup Bot running turns of its setup dialog with SQLite state, against the sandbox). For each
+concurrency (1, 16, 64 conversations) every bot is measured in turn, round-robin, so machine noise hits all three
+alike. Each bot runs in its own process; the load comes from another process (bench.loadgen). Reported per bot and
+concurrency: turns/s, p50/p99 latency, CPU per turn, RSS and open descriptors; plus cold start (process start →
+first 2xx on /healthz). Results go to `<out>/results.json` and `<out>/results.md`, with each target's pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class BotProcess:
+    name: str
+    argv: list[str]
+    script: str
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    cold_start_s: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/messages"
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1", "NO_PROXY": "127.0.0.1,localhost"}
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = started + 60
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited during start: {err[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if 200 <= r.status < 300:
+                        self.cold_start_s = time.perf_counter() - started
+                        return
+            except OSError:
+                time.sleep(0.005)
+        raise RuntimeError(f"{self.name} did not answer /healthz within 60 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def sample(self) -> tuple[float, int, int]:
+        assert self.proc
+        p = psutil.Process(self.proc.pid)
+        cpu = p.cpu_times()
+        return cpu.user + cpu.system, p.memory_info().rss, p.num_fds()
+
+
+def load(bot: BotProcess, conversations: int, turns: int, run_id: str) -> dict[str, Any]:
+    cpu0, _, fds0 = bot.sample()
+    out = subprocess.run(
+        [PY, "-m", "bench.loadgen", "--url", bot.url, "--conversations", str(conversations), "--turns", str(turns),
+         "--script", bot.script, "--run-id", run_id],
+        cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    cpu1, rss, fds1 = bot.sample()
+    result["cpu_ms_per_turn"] = (cpu1 - cpu0) * 1000 / max(1, result["turns"])
+    result["rss_mb"] = rss / 2**20
+    result["fds_before"] = fds0
+    result["fds_after"] = fds1
+    return result
+
+
+def bots(sandbox_env: dict[str, str], state_dir: Path) -> list[BotProcess]:
+    setup_env = {**sandbox_env, "STATE_DB": str(state_dir / "state.db"), "SECRET_KEY_FILE": str(state_dir / "secret.key")}
+    return [
+        BotProcess("bare", [PY, "-m", "bench.bots.bare"], "echo"),
+        BotProcess("echo", [PY, "-m", "bench.bots.echo"], "echo"),
+        BotProcess("setup", [PY, "app.py"], "setup", env=setup_env),
+    ]
+
+
+def start_sandbox(state_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(
+        [PY, "-m", "sandbox", "--state", str(state_dir / "sandbox.db"), "--cert-dir", str(state_dir / "certs")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    env: dict[str, str] = {}
+    assert proc.stdout
+    for line in proc.stdout:
+        if "=" in line:
+            key, value = line.strip().split("=", 1)
+            env[key] = value
+        if "SANDBOX_URL" in env and "REQUESTS_CA_BUNDLE" in env and "DATAVERSE_URL" in env:
+            break
+    return proc, env
+
+
+TARGETS = [
+    ("setup turns/s ≥ 3× echo at 16", lambda r: r["setup"][16]["turns_per_s"] >= 3 * r["echo"][16]["turns_per_s"]),
+    ("setup turns/s ≥ 3× echo at 64", lambda r: r["setup"][64]["turns_per_s"] >= 3 * r["echo"][64]["turns_per_s"]),
+    ("setup CPU per turn ≤ 3 ms", lambda r: max(r["setup"][c]["cpu_ms_per_turn"] for c in r["setup"]) <= 3.0),
+    ("setup p99 at 64 ≤ 1/3 of echo's", lambda r: r["setup"][64]["p99_ms"] <= r["echo"][64]["p99_ms"] / 3),
+    ("setup open descriptors flat under load", lambda r: r["setup"][64]["fds_after"] <= r["setup"][1]["fds_before"] + 8),
+    ("setup cold start ≤ 1.2× echo's", lambda r: r["cold"]["setup"] <= 1.2 * r["cold"]["echo"]),
+]
+
+
+def markdown(results: dict[str, Any], verdicts: list[tuple[str, bool]]) -> str:
+    lines = [
+        f"Measured {results['date']} on {results['machine']}.",
+        "",
+        "| bot | conv | turns/s | p50 ms | p99 ms | CPU ms/turn | RSS MB | fds | ×echo | ×limit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("bare", "echo", "setup"):
+        for conc, r in results[name].items():
+            echo = results["echo"][conc]["turns_per_s"] or 1
+            bare = results["bare"][conc]["turns_per_s"] or 1
+            lines.append(
+                f"| {name} | {conc} | {r['turns_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['cpu_ms_per_turn']:.2f} | {r['rss_mb']:.0f} | {r['fds_after']} | "
+                f"{r['turns_per_s'] / echo:.2f} | {r['turns_per_s'] / bare:.2f} |"
+            )
+    lines += ["", "| cold start | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in results["cold"].items()]
+    lines += ["", "| target | result |", "|---|---|"]
+    lines += [f"| {name} | {'pass' if ok else 'FAIL'} |" for name, ok in verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    turns = {1: 100, 16: 400, 64: 800} if not args.quick else {1: 20, 16: 64, 64: 128}
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        state = Path(tmp)
+        sandbox, sandbox_env = start_sandbox(state)
+        procs = bots(sandbox_env, state)
+        results: dict[str, Any] = {p.name: {} for p in procs}
+        try:
+            for p in procs:
+                p.start()
+            results["cold"] = {p.name: p.cold_start_s for p in procs}
+            for p in procs:  # warm up each bot before measuring
+                load(p, 4, 40, "warmup")
+            for conc, n in turns.items():
+                for p in procs:
+                    results[p.name][conc] = load(p, conc, n, f"c{conc}")
+        finally:
+            for p in procs:
+                p.stop()
+            sandbox.terminate()
+            sandbox.wait(10)
+    results["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    verdicts = [(name, bool(check(results))) for name, check in TARGETS]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({**results, "targets": dict(verdicts)}, indent=2))
+    table = markdown(results, verdicts)
+    (args.out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
