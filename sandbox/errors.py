@@ -10,6 +10,9 @@ from typing import Any
 from aiohttp import web
 
 
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+
+
 def _now_graph() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -24,7 +27,7 @@ def graph_error(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     """Graph's OData error: {"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}."""
-    request_id = request.get("request_id") or str(uuid.uuid4())
+    request_id = request.get(REQUEST_ID) or str(uuid.uuid4())
     error: dict[str, Any] = {
         "code": code,
         "message": message,

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import schema
 from .entra import Entra, InvalidToken, TokenInfo
-from .errors import graph_error
+from .errors import REQUEST_ID, graph_error
 from .faults import FaultInjector
 from .identity import GRAPH_APP_ID, GRAPH_RESOURCE, hash_secret, new_secret
 from .store import Store
@@ -147,10 +147,10 @@ class Graph:
         return f"https://graph.microsoft.com/v1.0/$metadata#{fragment}"
 
     async def dispatch(self, request: web.Request) -> web.Response:
-        request["request_id"] = str(uuid.uuid4())
+        request[REQUEST_ID] = str(uuid.uuid4())
         response = await self._dispatch(request)
-        response.headers["request-id"] = request["request_id"]
-        response.headers["client-request-id"] = request.headers.get("client-request-id", request["request_id"])
+        response.headers["request-id"] = request[REQUEST_ID]
+        response.headers["client-request-id"] = request.headers.get("client-request-id", request[REQUEST_ID])
         response.headers["x-ms-ags-diagnostic"] = json.dumps({"ServerInfo": {"DataCenter": "Sandbox", "Slice": "E"}})
         return response
 

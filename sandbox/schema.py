@@ -60,28 +60,40 @@ def errors(definition: str, instance: Any) -> list[ValidationError]:
     return sorted(_validator(definition).iter_errors(instance), key=lambda e: (len(e.path), str(e.path)))
 
 
-_UNEXPECTED = re.compile(r"\('([^']+)'")
+def _leaf(error: ValidationError) -> ValidationError:
+    """The most specific cause: inside anyOf/oneOf, the branch that is not just `null`."""
+    if error.context:
+        candidates = [e for e in error.context if not (e.validator == "type" and e.validator_value == "null")]
+        if candidates:
+            return _leaf(max(candidates, key=lambda e: len(e.absolute_path)))
+    return error
+
+
+def _unexpected(error: ValidationError) -> list[str]:
+    props = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    patterns = error.schema.get("patternProperties", {}) if isinstance(error.schema, dict) else {}
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [k for k in instance if k not in props and not any(re.search(p, k) for p in patterns)]
 
 
 def graph_message(error: ValidationError, resource: str = "Application") -> str:
     """The message Graph gives for this kind of mistake (microsoft-apis.md §2.3)."""
-    path = [str(p) for p in error.path]
-    if error.validator == "additionalProperties":
-        names = _UNEXPECTED.findall(error.message) or ["?"]
+    top = [str(p) for p in error.absolute_path]
+    leaf = _leaf(error)
+    path = [str(p) for p in leaf.absolute_path]
+    if leaf.validator == "additionalProperties":
+        names = _unexpected(leaf) or ["?"]
         if not path:
             return f"Invalid property '{names[0]}'."
-        owner = path[-1] if not path[-1].isdigit() else path[-2]
+        owner = next((p for p in reversed(path) if not p.isdigit()), resource)
         type_name = owner[0].upper() + owner[1:]
         return (
             f"The property '{names[0]}' does not exist on type 'Microsoft.DirectoryServices.{type_name}'. "
             "Make sure to only use property names that are defined by the type or mark the type as open type."
         )
-    if error.validator == "required" and not path:
-        match = _UNEXPECTED.findall(error.message)
-        prop = match[0] if match else "?"
-        return f"A value is required for property '{prop}' of resource '{resource}'."
-    if error.validator in ("not", "false") or (error.validator == "readOnly"):
-        return f"Property '{path[0] if path else '?'}' is read-only and cannot be set."
-    if path:
-        return f"Invalid value specified for property '{path[0]}' of resource '{resource}'."
+    if leaf.validator == "required" and not path:
+        missing = [r for r in leaf.validator_value if r not in (leaf.instance or {})]
+        return f"A value is required for property '{missing[0] if missing else '?'}' of resource '{resource}'."
+    if top:
+        return f"Invalid value specified for property '{top[0]}' of resource '{resource}'."
     return "One or more properties contains invalid values."
