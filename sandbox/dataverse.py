@@ -46,7 +46,7 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sync_status(auth_mode: int, app_id: str, published: str | None) -> str:
+def sync_status(auth_mode: int, app_id: str, published: str | None, started: str | None = None, ended: str | None = None) -> str:
     doc: dict[str, Any] = {
         "$kind": "BotSynchronizationDetails",
         "contentVersion": 2,
@@ -65,7 +65,8 @@ def sync_status(auth_mode: int, app_id: str, published: str | None) -> str:
     }
     if published:
         doc["lastFinishedPublishOperation"] = {
-            "$kind": "PublishResultDetails", "operationStart": published, "operationEnd": published, "status": "Succeeded",
+            "$kind": "PublishResultDetails", "operationStart": started or published, "operationEnd": ended or published,
+            "status": "Succeeded",
         }
         doc["lastPublishedDetails"] = {"$kind": "SuccessfulPublishResultDetails", "authenticationMode": AUTH_MODE_NAMES.get(auth_mode, "None")}
         doc["lastPublishedOnUtc"] = published
@@ -99,7 +100,10 @@ class Environment:
         if due and time.time() >= due:
             stamp = datetime.fromtimestamp(due, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             bot["publishedon"] = stamp
-            bot["synchronizationstatus"] = sync_status(bot["authenticationmode"], bot["_registration_app_id"], stamp)
+            bot["synchronizationstatus"] = sync_status(
+                bot["authenticationmode"], bot["_registration_app_id"], stamp,
+                started=_precise(bot.get("_publish_started") or due), ended=_precise(due),
+            )
             bot["_published_auth_mode"] = bot["authenticationmode"]
             bot["_publish_due"] = None
             bot["versionnumber"] += 1
@@ -312,7 +316,8 @@ class Environment:
             if self.faults.pick(["401", "400"]) == "401":
                 return web.Response(status=401)
             return self._error(400, "0x80040216", "An unexpected error occurred: Request failed with status TooManyRequests (429). Retry the request later.")
-        bot["_publish_due"] = time.time() + self.publish_duration
+        bot["_publish_started"] = time.time()
+        bot["_publish_due"] = bot["_publish_started"] + self.publish_duration
         await self.store.put("bot", bot["botid"], bot)
         return web.json_response({
             "@odata.context": f"{self.origin}{API}$metadata#Microsoft.Dynamics.CRM.PvaPublishResponse",
@@ -354,6 +359,10 @@ class Environment:
             row["_msdyn_bot_user_value"] = m.group(1).lower()
         await self.store.put("workstream", row["msdyn_liveworkstreamid"], row)
         return web.Response(status=204)
+
+
+def _precise(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _eq(actual: Any, want: Any) -> bool:
