@@ -1,0 +1,169 @@
+"""Configuration from the environment (or a `.env` file), validated at start with one clear message."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "parse_duration", "load_dotenv", "GRAPH_RESOURCE"]
+
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.I)
+_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", re.I)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`7200`, `90s`, `15m`, `2h`, `1d` or ISO 8601 `PT2H`."""
+    m = _DURATION.match(text)
+    if m:
+        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()]
+        return timedelta(seconds=float(m.group(1)) * unit)
+    m = _ISO_DURATION.match(text.strip())
+    if m and any(m.groups()):
+        d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    raise ValueError(f"'{text}' is not a duration; write e.g. 7200, 90s, 15m, 2h, 1d or PT2H")
+
+
+def load_dotenv(path: Path) -> dict[str, str]:
+    """KEY=value lines; `#` comments, optional `export`, single or double quotes. Missing file → {}."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return values
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def environment(env: Mapping[str, str] | None, dotenv: Path | None) -> dict[str, str]:
+    """The process environment laid over the .env file (the environment wins)."""
+    merged = load_dotenv(dotenv) if dotenv is not None else {}
+    merged.update(os.environ if env is None else env)
+    return merged
+
+
+def _https_origin(variable: str, value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.netloc:
+        raise ConfigurationError(variable, f"{variable} must be an https URL, got '{value}'.", action=f"Set {variable} to e.g. https://contoso.crm.dynamics.com.")
+    return f"https://{parts.netloc}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    authority_host: str
+    graph_endpoint: str
+    dataverse_urls: tuple[str, ...]
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    client_certificate_path: Path | None = None
+    state_db: Path = Path("data/state.db")
+    propagation_delay: timedelta = timedelta(hours=2)
+    secret_key_file: Path = Path("data/secret.key")
+    secret_encryption_key: str | None = field(default=None, repr=False)
+    secret_handoff_ttl: timedelta = timedelta(hours=24)
+    sandbox_url: str | None = None
+    ca_bundle: str | None = None
+    publish_poll_interval: timedelta = timedelta(seconds=10)
+    publish_timeout: timedelta = timedelta(seconds=300)
+
+    @property
+    def graph_resource(self) -> str:
+        return GRAPH_RESOURCE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> "Settings":
+        e = environment(env, dotenv)
+
+        def need(name: str, hint: str) -> str:
+            value = e.get(name, "").strip()
+            if not value:
+                raise ConfigurationError(name, f"{name} is not set.", action=hint)
+            return value
+
+        def duration(name: str, default: timedelta) -> timedelta:
+            raw = e.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = parse_duration(raw)
+            except ValueError as exc:
+                raise ConfigurationError(name, f"{name}: {exc}.") from None
+            if value.total_seconds() <= 0:
+                raise ConfigurationError(name, f"{name} must be longer than zero.")
+            return value
+
+        tenant = need("PROVISIONING_TENANT_ID", "Set it to your Entra tenant ID (a GUID).")
+        if not _GUID.match(tenant):
+            raise ConfigurationError("PROVISIONING_TENANT_ID", f"PROVISIONING_TENANT_ID must be a tenant ID (a GUID), got '{tenant}'.")
+        client = need("PROVISIONING_CLIENT_ID", "Set it to the provisioning app registration's Application (client) ID.")
+        if not _GUID.match(client):
+            raise ConfigurationError("PROVISIONING_CLIENT_ID", f"PROVISIONING_CLIENT_ID must be an application (client) ID (a GUID), got '{client}'.")
+        secret = e.get("PROVISIONING_CLIENT_SECRET", "").strip() or None
+        cert = e.get("PROVISIONING_CLIENT_CERTIFICATE_PATH", "").strip() or None
+        if secret and cert:
+            raise ConfigurationError(
+                "PROVISIONING_CLIENT_SECRET",
+                "Both PROVISIONING_CLIENT_SECRET and PROVISIONING_CLIENT_CERTIFICATE_PATH are set.",
+                action="Keep only one of them.",
+            )
+        if not secret and not cert:
+            raise ConfigurationError(
+                "PROVISIONING_CLIENT_SECRET",
+                "Neither PROVISIONING_CLIENT_SECRET nor PROVISIONING_CLIENT_CERTIFICATE_PATH is set.",
+                action="Set one of them to the provisioning app registration's credential.",
+            )
+        if cert and not Path(cert).is_file():
+            raise ConfigurationError("PROVISIONING_CLIENT_CERTIFICATE_PATH", f"PROVISIONING_CLIENT_CERTIFICATE_PATH: no file at {cert}.")
+        raw_urls = need("DATAVERSE_URL", "Set it to your environment URL, e.g. https://contoso.crm.dynamics.com (comma-separated for several).")
+        urls = tuple(dict.fromkeys(_https_origin("DATAVERSE_URL", u) for u in raw_urls.split(",") if u.strip()))
+        key = e.get("SECRET_ENCRYPTION_KEY", "").strip() or None
+        if key:
+            from cryptography.fernet import Fernet
+
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError):
+                raise ConfigurationError("SECRET_ENCRYPTION_KEY", "SECRET_ENCRYPTION_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes).",
+                                         action="Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'") from None
+        sandbox = e.get("SANDBOX_URL", "").strip() or None
+        return cls(
+            authority_host=_https_origin("AZURE_AUTHORITY_HOST", e.get("AZURE_AUTHORITY_HOST", "") or "https://login.microsoftonline.com"),
+            graph_endpoint=_https_origin("GRAPH_ENDPOINT", e.get("GRAPH_ENDPOINT", "") or "https://graph.microsoft.com"),
+            dataverse_urls=urls,
+            tenant_id=tenant,
+            client_id=client,
+            client_secret=secret,
+            client_certificate_path=Path(cert) if cert else None,
+            state_db=Path(e.get("STATE_DB", "").strip() or "data/state.db"),
+            propagation_delay=duration("PROPAGATION_DELAY", timedelta(hours=2)),
+            secret_key_file=Path(e.get("SECRET_KEY_FILE", "").strip() or "data/secret.key"),
+            secret_encryption_key=key,
+            secret_handoff_ttl=duration("SECRET_HANDOFF_TTL", timedelta(hours=24)),
+            sandbox_url=_https_origin("SANDBOX_URL", sandbox) if sandbox else None,
+            ca_bundle=(e.get("SSL_CERT_FILE", "").strip() or e.get("REQUESTS_CA_BUNDLE", "").strip() or None),
+            publish_poll_interval=duration("PUBLISH_POLL_INTERVAL", timedelta(seconds=10)),
+            publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
+        )
