@@ -88,6 +88,7 @@ class Settings:
     ca_bundle: str | None = None
     publish_poll_interval: timedelta = timedelta(seconds=10)
     publish_timeout: timedelta = timedelta(seconds=300)
+    replication_settle: timedelta = timedelta(seconds=30)
 
     @property
     def graph_resource(self) -> str:
@@ -166,4 +167,5 @@ class Settings:
             ca_bundle=(e.get("SSL_CERT_FILE", "").strip() or e.get("REQUESTS_CA_BUNDLE", "").strip() or None),
             publish_poll_interval=duration("PUBLISH_POLL_INTERVAL", timedelta(seconds=10)),
             publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
+            replication_settle=duration("REPLICATION_SETTLE", timedelta(seconds=30)),
         )

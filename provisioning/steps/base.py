@@ -1,0 +1,111 @@
+"""What every setup step shares: the context it runs in, and the four verbs read → decide → act → verify.
+
+The same `read` + `decide` make the plan line the approver sees and the decision the job acts on, so the
+plan shown is the plan applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from ..config import Settings
+from ..dataverse import DataverseClient
+from ..graph import GraphClient
+from ..models import AgentSummary, GuidedInstructions, PlannedStep, SetupRequest, StepName
+
+SECRET_MARKER = "Copilot Setup Bot"
+
+
+@dataclass
+class StepContext:
+    request: SetupRequest
+    agent: AgentSummary
+    organization_id: str
+    tenant_id: str
+    graph: GraphClient
+    dataverse: DataverseClient
+    settings: Settings
+    data: dict[str, Any] = field(default_factory=dict)  # durable job data (ids, timestamps); never secrets
+    job_id: str = ""
+    on_retry: Callable[[str, float], Awaitable[None]] | None = None
+    heartbeat: Callable[[], Awaitable[None]] | None = None
+    save: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # persists `data` changes durably
+    seal_secret: Callable[[str, str, dict[str, Any]], Awaitable[None]] | None = None  # (key id, text, data) in one transaction
+    sleep: Callable[[float], Awaitable[None]] | None = None
+
+    async def remember(self, **values: Any) -> None:
+        self.data.update(values)
+        if self.save is not None:
+            await self.save(dict(self.data))
+
+    async def beat(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat()
+
+    @property
+    def unique_name(self) -> str:
+        return unique_name(self.organization_id, self.agent.schema_name)
+
+
+def unique_name(organization_id: str, schema_name: str) -> str:
+    """Deterministic per environment + agent, so a re-run never makes a second app registration."""
+    import hashlib
+
+    name = f"cps-auth-{organization_id}-{schema_name}".lower()
+    if len(name) > 120:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = f"{name[:100]}-{digest}"
+    return name
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    text: str
+
+
+class Step:
+    name: StepName
+    guided = False
+
+    def applies(self, request: SetupRequest) -> bool:
+        return True
+
+    async def read(self, ctx: StepContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
+        raise NotImplementedError
+
+    async def act(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
+        """Change the tenant; return outputs worth showing (never secrets). Automated steps only."""
+        raise NotImplementedError
+
+    async def verify(self, ctx: StepContext) -> Verification:
+        return Verification(True, "")
+
+    def outputs(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
+        """Outputs when nothing had to change."""
+        return {}
+
+    def instructions(self, ctx: StepContext) -> GuidedInstructions:
+        raise NotImplementedError
+
+
+def entra_link(app_id: str) -> str:
+    return f"https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationMenuBlade/~/Overview/appId/{app_id}"
+
+
+COPILOT_STUDIO = "https://copilotstudio.microsoft.com/"
