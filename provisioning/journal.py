@@ -66,9 +66,13 @@ class Journal:
         self._conn = conn
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # waits for a transaction still running in another thread
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
 
     async def ping(self) -> bool:
         return await self.tx(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)

@@ -39,9 +39,13 @@ class Store:
         self._conn = conn
 
     async def close(self) -> None:
-        if self._conn is not None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # waits for a write still running in another thread
             conn, self._conn = self._conn, None
-            await asyncio.to_thread(conn.close)
+            if conn is not None:
+                conn.close()
 
     def get(self, kind: str, oid: str) -> Doc | None:
         return self._data.get(kind, {}).get(oid)
@@ -60,5 +64,6 @@ class Store:
 
     def _write(self, sql: str, params: tuple[str, ...]) -> None:
         with self._lock:
-            assert self._conn is not None, "store is closed"
+            if self._conn is None:
+                raise RuntimeError("the sandbox store is closed")
             self._conn.execute(sql, params)
