@@ -241,7 +241,7 @@ class MicrosoftHttp:
             return PermissionDeniedError(f"{name} refused: the provisioning identity lacks a permission.", action=_permission_action(self.service, code, message), **kw)
         if status == 404:
             return NotFoundError(f"{name} could not find what was asked for.", action="Check the agent and environment; if it was just created, retry in a few minutes.", **kw)
-        if status == 429:
+        if status == 429 or (status == 400 and ("TooManyRequests" in message or "(429)" in message)):
             return ThrottledError(f"{name} kept throttling the requests.", retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                                   action="Wait a few minutes, then retry.", **kw)
         if status >= 500 or status == 408:

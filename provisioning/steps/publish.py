@@ -39,13 +39,16 @@ class Publish(Step):
     async def act(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         # Done when the last finished publish operation is a different one than before we asked: no clock comparison
         # between this machine and Dataverse, so clock skew cannot fool it.
-        if "publish_baseline" not in ctx.data or ctx.data.get("publish_baseline") is None:
-            await ctx.remember(publish_baseline=last_publish(current["bot"])[1])
+        if ctx.data.get("publish_baseline") is None:
+            await ctx.remember(publish_baseline=last_publish(current["bot"])[1], publish_sent=False)
+        if not ctx.data.get("publish_sent"):  # publishing again is harmless, so a crash before this point just resends
             try:
                 await ctx.dataverse.publish(ctx.agent.bot_id, step=self.name.value, on_retry=ctx.on_retry)
             except MicrosoftApiError as exc:
                 if exc.status != 409:  # 409: a publish is already running (ours, before a restart); wait for it
+                    await ctx.remember(publish_baseline=None)
                     raise
+            await ctx.remember(publish_sent=True)
         baseline = ctx.data["publish_baseline"]
         interval = ctx.settings.publish_poll_interval.total_seconds()
         deadline = time.monotonic() + ctx.settings.publish_timeout.total_seconds()
@@ -54,13 +57,13 @@ class Publish(Step):
             bot = await ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value)
             status, ended = last_publish(bot)
             if ended and ended != baseline:
-                await ctx.remember(publish_baseline=None)
+                await ctx.remember(publish_baseline=None, publish_sent=False)
                 if status != "Succeeded":
                     raise ServiceUnavailableError(f"Publishing finished with status '{status}'.", status=0, service="dataverse",
                                                   step=self.name.value, action="Open the agent in Copilot Studio to see why, fix it, then Retry.")
                 return {"published_on": str(bot.get("publishedon") or ended)}
             if time.monotonic() > deadline:
-                await ctx.remember(publish_baseline=None)
+                await ctx.remember(publish_baseline=None, publish_sent=False)
                 raise ServiceUnavailableError(
                     f"Publishing did not finish within {ctx.settings.publish_timeout.total_seconds():.0f} s.", status=0,
                     service="dataverse", step=self.name.value, action="Check the agent in Copilot Studio, then Retry.",

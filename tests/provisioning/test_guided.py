@@ -1,0 +1,95 @@
+"""Guided steps: instructions, confirmation with verification, a failed verification, explicit override."""
+
+from __future__ import annotations
+
+from provisioning import EventKind, JobStateError, JobStatus, ProvisioningService, StepName, StepStatus
+from sandbox import FaultSettings, Sandbox
+from tests.fixtures.provisioning import agent_request
+from tests.fixtures.sandbox import sandbox_http
+
+import pytest
+
+from .helpers import APPROVER, REQUESTER, wait_job, waiting_on
+
+
+async def test_confirm_without_doing_it_fails_verification_then_override_is_recorded(sandbox: Sandbox, service: ProvisioningService) -> None:
+    job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
+    view = await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    step = view.step(StepName.COPILOT_AUTHENTICATION)
+    assert step.instructions is not None and step.instructions.secret_handoff
+    client_id = view.step(StepName.APP_REGISTRATION).outputs["client_id"]
+    assert ("Client ID", client_id) in step.instructions.values
+    assert any("profile openid" in s for s in step.instructions.steps)
+    assert view.secret_available
+
+    with pytest.raises(JobStateError):
+        await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER, override=True)  # not before a failed check
+    checked = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    auth = checked.step(StepName.COPILOT_AUTHENTICATION)
+    assert auth.status == StepStatus.WAITING_FOR_OPERATOR
+    assert "authenticationmode 2" in auth.verification and "connectionName" in auth.verification
+
+    overridden = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER, override=True)
+    assert overridden.step(StepName.COPILOT_AUTHENTICATION).status == StepStatus.OVERRIDDEN
+    audit = await service.audit_log(job.id)
+    assert any(a["action"] == "overridden" and a["actor"]["id"] == REQUESTER.id for a in audit)
+    kinds = [e.kind for e in await service.events_after(0, 1000) if e.job_id == job.id]
+    assert EventKind.VERIFICATION_FAILED in kinds and EventKind.STEP_OVERRIDDEN in kinds
+    with pytest.raises(JobStateError):
+        await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+
+
+async def test_secured_access_confirmation_schedules_one_reminder(sandbox: Sandbox, service: ProvisioningService) -> None:
+    job = await service.submit(await service.plan(agent_request(sandbox, connect_customer_service=False)), REQUESTER, APPROVER)
+    await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    await service.perform_in_sandbox(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    await wait_job(service, job.id, waiting_on(StepName.SECURED_ACCESS))
+    propagating = await service.confirm_step(job.id, StepName.SECURED_ACCESS, REQUESTER)
+    step = propagating.step(StepName.SECURED_ACCESS)
+    assert step.status == StepStatus.PROPAGATING and step.due_at is not None
+    assert "takes effect by" in step.message
+    done = await wait_job(service, job.id, lambda v: v.status in (JobStatus.COMPLETED, JobStatus.FAILED))
+    assert done.status == JobStatus.COMPLETED
+    kinds = [e.kind for e in await service.events_after(0, 1000) if e.job_id == job.id]
+    assert kinds.count(EventKind.PROPAGATION_STARTED) == 1 and kinds.count(EventKind.REMINDER_DUE) == 1
+    assert kinds.index(EventKind.REMINDER_DUE) < kinds.index(EventKind.JOB_COMPLETED)
+
+
+async def test_secret_is_handed_to_the_requester_once(sandbox: Sandbox, service: ProvisioningService) -> None:
+    from provisioning import NotAuthorizedError, SecretUnavailableError
+
+    job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
+    await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    with pytest.raises(NotAuthorizedError):
+        await service.take_secret(job.id, APPROVER)
+    secret = await service.take_secret(job.id, REQUESTER)
+    assert len(secret) >= 16
+    with pytest.raises(SecretUnavailableError):
+        await service.take_secret(job.id, REQUESTER)
+    assert not (await service.get_job(job.id)).secret_available
+    async with sandbox_http(sandbox) as http:  # the secret works: Copilot Studio (emulated) accepts it
+        view = await service.get_job(job.id)
+        r = await http.post(f"{sandbox.url}/_sandbox/bots/{view.agent.bot_id}/manual-authentication",
+                            json={"client_id": view.step(StepName.APP_REGISTRATION).outputs["client_id"], "client_secret": secret, "scopes": "profile openid"})
+    assert r.status_code == 200
+    confirmed = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    assert confirmed.step(StepName.COPILOT_AUTHENTICATION).status == StepStatus.DONE
+
+
+async def test_a_failed_step_says_what_to_do_and_retry_finishes(sandbox: Sandbox, service: ProvisioningService) -> None:
+    from .helpers import run_to_completion
+
+    await sandbox.set_faults(FaultSettings(replication_delay_s=0, dataverse_burst_rate=1.0))  # every publish call bursts
+    job = await service.submit(await service.plan(agent_request(sandbox, connect_customer_service=False, require_secured_access=False)), REQUESTER, APPROVER)
+    await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    await service.perform_in_sandbox(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    failed = await wait_job(service, job.id, lambda v: v.status == JobStatus.FAILED)
+    step = failed.step(StepName.PUBLISH)
+    assert step.status == StepStatus.FAILED
+    assert "Dataverse" in step.message and "retry" in step.message.lower() and "request id" in step.message
+    await sandbox.set_faults(FaultSettings(replication_delay_s=0))
+    retried = await service.retry(job.id, REQUESTER)
+    assert retried.status == JobStatus.QUEUED
+    done = await run_to_completion(service, retried)
+    assert done.status == JobStatus.COMPLETED
+    assert any(a["action"] == "retried" for a in await service.audit_log(job.id))
