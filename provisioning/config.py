@@ -89,6 +89,7 @@ class Settings:
     publish_poll_interval: timedelta = timedelta(seconds=10)
     publish_timeout: timedelta = timedelta(seconds=300)
     replication_settle: timedelta = timedelta(seconds=30)
+    lease_ttl: timedelta = timedelta(seconds=30)
 
     @property
     def graph_resource(self) -> str:
@@ -168,4 +169,5 @@ class Settings:
             publish_poll_interval=duration("PUBLISH_POLL_INTERVAL", timedelta(seconds=10)),
             publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
             replication_settle=duration("REPLICATION_SETTLE", timedelta(seconds=30)),
+            lease_ttl=duration("LEASE_TTL", timedelta(seconds=30)),
         )

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STEP_BY_NAME: dict[str, Step] = {s.name.value: s for s in STEPS}
-LEASE_TTL = 60.0
 RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
@@ -31,6 +30,7 @@ class Worker:
         self.journal: Journal = service.journal
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self.poll_interval = poll_interval
+        self.lease_ttl = service.settings.lease_ttl.total_seconds()
         self.wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -73,18 +73,31 @@ class Worker:
         for job_id in jobs:
             if job_id in self._running and not self._running[job_id].done():
                 continue
-            if await self.journal.acquire_lease(job_id, self.owner, LEASE_TTL):
+            if await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
                 self._running[job_id] = asyncio.create_task(self._run_leased(job_id), name=f"job-{job_id[:8]}")
 
     async def _run_leased(self, job_id: str) -> None:
+        runner = asyncio.create_task(self.run_job(job_id))
+        renewer = asyncio.create_task(self._renew(job_id, runner))
         try:
-            await self.run_job(job_id)
+            await runner
         finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
             await self.journal.release_lease(job_id, self.owner)
             await self.journal.notify()
 
+    async def _renew(self, job_id: str, runner: "asyncio.Task[None]") -> None:
+        """Keep the lease while the job runs; if another worker took it over, stop this run."""
+        while not runner.done():
+            await asyncio.sleep(self.lease_ttl / 3)
+            if not await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
+                log.warning("lost the lease on job %s; stopping this run", job_id)
+                runner.cancel()
+                return
+
     async def heartbeat(self, job_id: str) -> None:
-        if not await self.journal.acquire_lease(job_id, self.owner, LEASE_TTL):
+        if not await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
             raise asyncio.CancelledError(f"lease on job {job_id} was lost")
 
     async def run_job(self, job_id: str) -> None:
