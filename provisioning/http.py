@@ -48,6 +48,7 @@ class ApiResponse:
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 6
+    max_throttled_attempts: int = 12  # 429s: Microsoft asks clients to keep honouring Retry-After
     base_delay: float = 1.0
     max_delay: float = 32.0
     replication_window: float = 300.0
@@ -67,6 +68,7 @@ class _Attempt:
     refreshed: bool = False
     replication: int = 0
     bursts: int = 0
+    throttled: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -152,7 +154,7 @@ class MicrosoftHttp:
                 return result
             decision = self._decide(response, result, attempt, idempotent, created_at)
             if decision is None:
-                raise self._error(response, result, step)
+                raise self._error(response, result, step, attempt)
             reason, delay = decision
             if reason == "refresh":
                 await self._tokens.token(self.resource, force_refresh=True)
@@ -202,7 +204,11 @@ class MicrosoftHttp:
             delay = min(32.0, self._retry.replication_base_delay * 2 ** (attempt.replication - 1))
             return f"{name} has not replicated the new object yet ({status} {code})", random.uniform(delay * 0.8, delay)
         if status in RETRY_STATUSES:
-            if attempt.number >= self._retry.max_attempts:
+            if status == 429:
+                attempt.throttled += 1
+                if attempt.throttled >= self._retry.max_throttled_attempts:
+                    return None
+            elif attempt.number - attempt.throttled >= self._retry.max_attempts:
                 return None
             if not idempotent and status not in SAFE_TO_REPLAY and status != 503:
                 return None
@@ -230,11 +236,14 @@ class MicrosoftHttp:
             request_id = str(inner.get("request-id", ""))
         return ApiResponse(response.status_code, body, response.headers, request_id)
 
-    def _error(self, response: httpx.Response, result: ApiResponse, step: str | None) -> MicrosoftApiError:
+    def _error(self, response: httpx.Response, result: ApiResponse, step: str | None, attempt: _Attempt) -> MicrosoftApiError:
         status = response.status_code
         code, message = _code_and_message(result.body)
         kw: dict[str, Any] = dict(status=status, code=code, ms_message=message, request_id=result.request_id, service=self.service, step=step)
         name = self._name()
+        if status == 401 and attempt.bursts:
+            return ThrottledError(f"{name} kept answering 401 to a burst of requests, as it does when it throttles.",
+                                  action="Wait a few minutes, then Retry.", **kw)
         if status == 401:
             return AuthenticationError(f"{name} did not accept the provisioning identity's token.", action="Check the provisioning identity's credentials and tenant.", **kw)
         if status == 403:

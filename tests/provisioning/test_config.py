@@ -1,0 +1,61 @@
+"""Configuration: defaults, durations, and one clear message naming the variable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from provisioning import ConfigurationError, Settings
+from provisioning.config import load_dotenv, parse_duration
+
+BASE = {
+    "PROVISIONING_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "PROVISIONING_CLIENT_ID": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+    "PROVISIONING_CLIENT_SECRET": "s3cr3t-value-for-tests",
+    "DATAVERSE_URL": "https://contoso.crm.dynamics.com/",
+}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7200", 7200), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("PT2H", 7200), ("PT1M30S", 90)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+def test_defaults_and_secret_not_in_repr() -> None:
+    s = Settings.from_env(BASE, dotenv=None)
+    assert s.authority_host == "https://login.microsoftonline.com" and s.graph_endpoint == "https://graph.microsoft.com"
+    assert s.dataverse_urls == ("https://contoso.crm.dynamics.com",)
+    assert s.propagation_delay == timedelta(hours=2) and s.state_db == Path("data/state.db")
+    assert "s3cr3t" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"PROVISIONING_TENANT_ID": ""}, "PROVISIONING_TENANT_ID"),
+        ({"PROVISIONING_TENANT_ID": "contoso"}, "PROVISIONING_TENANT_ID"),
+        ({"PROVISIONING_CLIENT_ID": "x"}, "PROVISIONING_CLIENT_ID"),
+        ({"PROVISIONING_CLIENT_SECRET": ""}, "PROVISIONING_CLIENT_SECRET"),
+        ({"PROVISIONING_CLIENT_CERTIFICATE_PATH": "/etc/hostname"}, "PROVISIONING_CLIENT_SECRET"),
+        ({"DATAVERSE_URL": "http://contoso.crm.dynamics.com"}, "DATAVERSE_URL"),
+        ({"DATAVERSE_URL": ""}, "DATAVERSE_URL"),
+        ({"PROPAGATION_DELAY": "soon"}, "PROPAGATION_DELAY"),
+        ({"PROPAGATION_DELAY": "0"}, "PROPAGATION_DELAY"),
+        ({"SECRET_ENCRYPTION_KEY": "not-a-key"}, "SECRET_ENCRYPTION_KEY"),
+    ],
+)
+def test_bad_configuration_names_the_variable(change: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**BASE, **change}, dotenv=None)
+    assert info.value.variable == variable
+    assert variable in info.value.user_message()
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nexport DATAVERSE_URL='https://fabrikam.crm.dynamics.com'\nPROPAGATION_DELAY=\"90s\"\n")
+    assert load_dotenv(env_file)["PROPAGATION_DELAY"] == "90s"
+    s = Settings.from_env({k: v for k, v in BASE.items() if k != "DATAVERSE_URL"} | {"PROPAGATION_DELAY": "3m"}, dotenv=env_file)
+    assert s.dataverse_urls == ("https://fabrikam.crm.dynamics.com",) and s.propagation_delay == timedelta(minutes=3)
