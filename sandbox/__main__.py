@@ -59,15 +59,15 @@ def parse_args(argv: list[str] | None) -> SandboxOptions:
 
 
 async def serve(options: SandboxOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     sandbox = Sandbox(options)
     await sandbox.start()
     for name, value in sandbox.env.items():
         sys.stdout.write(f"{name}={value}\n")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await sandbox.stop()
 
