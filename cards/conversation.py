@@ -1,0 +1,73 @@
+"""Cards for talking to the bot: welcome, help, notices, this conversation's setups."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import microsoft_teams.cards as ac
+
+from provisioning.models import JobView, StepStatus
+
+from .actions import Verb, action_data
+from .common import facts, finish, text, title, utc
+
+COMMANDS = (
+    ("/setup copilot", "Set up a Copilot Studio agent for Dynamics 365 Customer Service."),
+    ("status", "The setups started in this conversation and where they are."),
+    ("cancel", "Stop the setup questions in progress."),
+    ("help", "This list."),
+)
+
+
+def welcome_card(card_id: str) -> dict[str, Any]:
+    return finish(
+        [
+            title("Copilot Setup Bot"),
+            text("I set up a Copilot Studio agent to sign users in and work in Dynamics 365 Customer Service: the Entra app "
+                 "registration, its client secret, publishing, and I guide you through the three steps Microsoft offers no API for."),
+            text("Nothing changes until someone allowed to approve has seen the exact plan and approved it.", subtle=True),
+            text("In a channel, mention me: @Copilot Setup setup copilot", subtle=True),
+        ],
+        [
+            ac.SubmitAction(title="Set up an agent", data=action_data(Verb.START_SETUP, card_id)),
+            ac.SubmitAction(title="Status", data=action_data(Verb.SHOW_STATUS, card_id)),
+        ],
+    )
+
+
+def help_card(card_id: str, note: str | None = None) -> dict[str, Any]:
+    body: list[Any] = [title("What I can do")]
+    if note:
+        body.append(text(note, color="Warning"))
+    body.append(facts(COMMANDS))
+    body.append(text("In a channel or group chat, mention me first, e.g. @Copilot Setup status.", subtle=True))
+    return finish(body, [ac.SubmitAction(title="Set up an agent", data=action_data(Verb.START_SETUP, card_id))])
+
+
+def notice_card(heading: str, message: str, *, style: str = "default") -> dict[str, Any]:
+    color = {"error": "Attention", "warning": "Warning", "good": "Good"}.get(style)
+    return finish([ac.TextBlock(text=heading, weight="Bolder", wrap=True, color=color), text(message)])
+
+
+STATUS_WORDS = {
+    "queued": "queued", "running": "running", "waiting_for_operator": "waiting for you", "propagating": "waiting for secured access to take effect",
+    "failed": "failed", "cancelled": "cancelled", "completed": "done",
+}
+
+
+def current_step(job: JobView) -> str:
+    for step in job.steps:
+        if not step.status.finished and step.status != StepStatus.PROPAGATING:
+            return step.step.title
+    return "—"
+
+
+def status_card(jobs: Sequence[JobView]) -> dict[str, Any]:
+    if not jobs:
+        return finish([title("Setups in this conversation"), text("None yet. Type /setup copilot to start one.")])
+    body: list[Any] = [title("Setups in this conversation")]
+    for job in jobs[-10:]:
+        body.append(ac.TextBlock(text=f"{job.agent.name}: {STATUS_WORDS.get(job.status.value, job.status.value)}", weight="Bolder", wrap=True, separator=True))
+        body.append(facts([("Current step", current_step(job)), ("Requested by", job.requested_by.name or job.requested_by.id),
+                           ("Updated", utc(job.updated_at)), ("Job", job.id[:8])]))
+    return finish(body)
