@@ -330,3 +330,19 @@ class Event(_Model):
     step: StepName | None = None
     message: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def plan_from_dict(d: Mapping[str, Any]) -> Plan:
+    """Rebuild a Plan from `Plan.to_dict()` (front ends keep the approved plan in their own state)."""
+    steps = tuple(
+        PlannedStep(
+            step=StepName(s["step"]), action=StepAction(s["action"]), summary=s["summary"],
+            changes=tuple(Change(c["field"], c["before"], c["after"]) for c in s.get("changes", ())), notes=tuple(s.get("notes", ())),
+        )
+        for s in d["steps"]
+    )
+    checks = tuple(PreflightCheck(**c) for c in d["preflight"]["checks"])
+    return Plan(
+        request=SetupRequest.from_dict(d["request"]), agent=AgentSummary(**d["agent"]), steps=steps,
+        preflight=PreflightReport(checks), hash=d["hash"], created_at=datetime.fromisoformat(d["created_at"]),
+    )

@@ -221,11 +221,17 @@ class ProvisioningService:
     # ---- jobs -------------------------------------------------------------------------------------------------
 
     async def submit(self, plan: Plan, requested_by: Actor, approved_by: Actor, tags: Mapping[str, str] | None = None) -> JobView:
-        current = await self.plan(plan.request)
-        if current.hash != plan.hash:
-            raise StalePlanError(plan.hash, current.hash)
+        return await self.submit_approved(plan.request, plan.hash, requested_by, approved_by, tags)
+
+    async def submit_approved(self, request: SetupRequest, plan_hash: str, requested_by: Actor, approved_by: Actor,
+                              tags: Mapping[str, str] | None = None) -> JobView:
+        """Apply the plan that was approved, identified by its hash: the tenant is read again, and a plan whose
+        hash no longer matches is refused (StalePlanError)."""
+        current = await self.plan(request)
+        if current.hash != plan_hash:
+            raise StalePlanError(plan_hash, current.hash)
         job_id = str(uuid.uuid4())
-        org_id = await self.dataverse[plan.agent.environment_url].organization_id()
+        org_id = await self.dataverse[current.agent.environment_url].organization_id()
         active = {s.step for s in current.steps}
         now = time.time()
 

@@ -1,0 +1,86 @@
+"""Composition root: configuration → storage → provisioning service → adapter → bot → notifier → HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from aiohttp import web
+from botbuilder.core import ConversationState, UserState
+
+from bot.adapter import create_adapter
+from bot.authz import AccessPolicy
+from bot.bot import SetupBot
+from bot.config import BotSettings
+from bot.conversations import ConversationStore
+from bot.errors import ConfigError
+from bot.job_actions import JobActions
+from bot.notifier import Notifier
+from bot.storage import SqliteStorage
+from bot.web import create_app
+from dialogs.setup_dialog import SetupDialog
+from provisioning import ConfigurationError, ProvisioningService, Settings
+
+log = logging.getLogger("copilot_setup_bot")
+
+
+@dataclass
+class BotApp:
+    web_app: web.Application
+    settings: BotSettings
+    service: ProvisioningService
+    storage: SqliteStorage
+    notifier: Notifier
+
+
+def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env"), service_options: dict | None = None) -> BotApp:  # type: ignore[type-arg]
+    settings = BotSettings.from_env(env, dotenv=dotenv)
+    provisioning_settings = Settings.from_env(env, dotenv=dotenv)
+    storage = SqliteStorage(settings.state_db.with_name(settings.state_db.stem + "-bot.db"))
+    service = ProvisioningService(provisioning_settings, **(service_options or {}))
+    adapter = create_adapter(settings)
+    policy = AccessPolicy(settings)
+    conversations = ConversationStore(storage)
+    job_actions = JobActions(service=service, conversations=conversations, policy=policy, bot_settings=settings)
+    dialog = SetupDialog(service=service, policy=policy, job_actions=job_actions)
+    bot = SetupBot(conversation_state=ConversationState(storage), user_state=UserState(storage), service=service,
+                   policy=policy, job_actions=job_actions, dialog=dialog)
+    notifier = Notifier(adapter=adapter, app_id=settings.app_id, service=service, conversations=conversations, storage=storage)
+
+    async def startup(_app: web.Application) -> None:
+        await service.start()
+        await notifier.start()
+
+    async def shutdown(_app: web.Application) -> None:
+        await notifier.stop()
+        await service.close()
+        await storage.close()
+
+    async def notifier_alive() -> bool:
+        return notifier.alive
+
+    web_app = create_app(settings=settings, adapter=adapter, bot=bot,
+                         readiness={"storage": storage.ping, "provisioning": service.ready, "notifier": notifier_alive},
+                         on_startup=[startup], on_shutdown=[shutdown])
+    return BotApp(web_app, settings, service, storage, notifier)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = build()
+    except (ConfigError, ConfigurationError) as exc:
+        message = exc.user_message() if isinstance(exc, ConfigurationError) else str(exc)
+        sys.stderr.write(f"Configuration: {message}\n")
+        return 2
+    log.info("Copilot Setup Bot listening on http://%s:%d/api/messages", app.settings.host, app.settings.port)
+    web.run_app(app.web_app, host=app.settings.host, port=app.settings.port, print=None, access_log=None, shutdown_timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The Teams activity handler: refuses other tenants, routes commands, card clicks and invokes, runs the setup
+dialog, and saves conversation state at the end of every turn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botbuilder.core import ConversationState, MessageFactory, TurnContext, UserState
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
+from botbuilder.schema import ChannelAccount, InvokeResponse
+
+import cards
+from cards.actions import Verb
+from provisioning import ProvisioningError, ProvisioningService
+
+from .authz import AccessPolicy, tenant_of
+from .commands import Command, message_text, parse
+from .job_actions import JobActions, card_invoke, new_card_id
+
+log = logging.getLogger(__name__)
+DIALOG_VERBS = {Verb.FORM_SUBMIT, Verb.FORM_CANCEL, Verb.PLAN_APPROVE, Verb.PLAN_CANCEL}
+
+
+class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
+    def __init__(self, *, conversation_state: ConversationState, user_state: UserState, service: ProvisioningService,
+                 policy: AccessPolicy, job_actions: JobActions, dialog: Dialog) -> None:
+        super().__init__()
+        if conversation_state is None or dialog is None:
+            raise TypeError("[SetupBot]: Missing parameter. conversation_state and dialog are required")
+        self.conversation_state = conversation_state
+        self.user_state = user_state
+        self.service = service
+        self.policy = policy
+        self.job_actions = job_actions
+        self.dialog = dialog
+        self.dialog_state = conversation_state.create_property("DialogState")
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        if not self.policy.tenant_allowed(tenant_of(turn_context.activity)):
+            log.info("refused an activity from tenant %s", tenant_of(turn_context.activity))
+            if turn_context.activity.type == "message":
+                await self._say(turn_context, cards.notice_card("Not available", "This bot is not enabled for your organization.", style="error"))
+            elif turn_context.activity.type == "invoke":
+                await turn_context.send_activity({"type": "invokeResponse", "value": InvokeResponse(
+                    status=200, body={"statusCode": 200, "type": "application/vnd.microsoft.card.adaptive",
+                                      "value": cards.notice_card("Not available", "This bot is not enabled for your organization.")})})
+            return
+        try:
+            await super().on_turn(turn_context)
+        finally:
+            await self.conversation_state.save_changes(turn_context)
+            await self.user_state.save_changes(turn_context)
+
+    async def _say(self, turn_context: TurnContext, card: dict[str, Any]) -> None:
+        await turn_context.send_activity(MessageFactory.attachment(cards.as_attachment(card)))
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        value = turn_context.activity.value
+        if isinstance(value, dict) and "action" in value:
+            action = value.get("action")
+            if self.job_actions.handles(value):
+                await self.job_actions.handle_submit(turn_context, value)
+                return
+            if action == Verb.START_SETUP:
+                await self._start(turn_context)
+                return
+            if action == Verb.SHOW_STATUS:
+                await self._status(turn_context)
+                return
+            if action in DIALOG_VERBS:
+                if not await self._continue(turn_context):
+                    await self._say(turn_context, cards.notice_card("Nothing was changed", "That card is no longer active. Type /setup copilot to start again."))
+                return
+        command = parse(message_text(turn_context.activity))
+        if command == Command.SETUP:
+            await self._start(turn_context)
+        elif command == Command.STATUS:
+            await self._status(turn_context)
+        elif command == Command.CANCEL:
+            dc = await self._dialog_context(turn_context)
+            if dc.active_dialog is not None:
+                await dc.cancel_all_dialogs()
+                await self._say(turn_context, cards.notice_card("Cancelled", "I stopped the setup questions. Nothing was changed."))
+            else:
+                await self._say(turn_context, cards.notice_card("Nothing to cancel", "No setup questions are in progress here. "
+                                                              "To stop a running setup, use Cancel setup on its progress card."))
+        elif command == Command.HELP:
+            await self._say(turn_context, cards.help_card(new_card_id()))
+        elif not await self._continue(turn_context):
+            text = message_text(turn_context.activity)
+            await self._say(turn_context, cards.help_card(new_card_id(), note=f"I did not understand '{text[:60]}'." if text else None))
+
+    async def _dialog_context(self, turn_context: TurnContext) -> Any:
+        dialogs = DialogSet(self.dialog_state)
+        dialogs.add(self.dialog)
+        return await dialogs.create_context(turn_context)
+
+    async def _continue(self, turn_context: TurnContext) -> bool:
+        dc = await self._dialog_context(turn_context)
+        if dc.active_dialog is None:
+            return False
+        await dc.continue_dialog()
+        return True
+
+    async def _start(self, turn_context: TurnContext) -> None:
+        dc = await self._dialog_context(turn_context)
+        if dc.active_dialog is not None:
+            await dc.cancel_all_dialogs()
+            await self._say(turn_context, cards.notice_card("Starting over", "The setup questions in progress here were cancelled."))
+        result = await dc.begin_dialog(self.dialog.id)
+        if result.status == DialogTurnStatus.Empty:
+            log.warning("setup dialog did not start")
+
+    async def _status(self, turn_context: TurnContext) -> None:
+        try:
+            jobs = await self.service.list_jobs(tag=("conversation", turn_context.activity.conversation.id))
+        except ProvisioningError as exc:
+            await self._say(turn_context, cards.notice_card("I could not read the setups", exc.user_message(), style="error"))
+            return
+        await self._say(turn_context, cards.status_card(jobs))
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        if turn_context.activity.name in ("adaptiveCard/action", "task/fetch", "task/submit"):
+            try:
+                return await self.job_actions.handle_invoke(turn_context)
+            except ProvisioningError as exc:
+                return card_invoke(cards.notice_card("That did not work", exc.user_message(), style="error"))
+        return await super().on_invoke_activity(turn_context)
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._say(turn_context, cards.welcome_card(new_card_id()))
+
+    async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(m.id == bot_id for m in members_added):
+            await self._say(turn_context, cards.welcome_card(new_card_id()))

@@ -1,0 +1,92 @@
+"""The bot's configuration, from the environment or `.env`."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from provisioning.config import environment
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
+
+
+def _ids(raw: str) -> frozenset[str]:
+    return frozenset(x.strip().lower() for x in raw.split(",") if x.strip())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    app_id: str = ""
+    app_password: str = field(default="", repr=False)
+    app_type: str = "SingleTenant"
+    app_tenant_id: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3978
+    setup_requesters: frozenset[str] = frozenset()
+    setup_approvers: frozenset[str] = frozenset()
+    allowed_tenant_ids: frozenset[str] = frozenset()
+    require_second_approver: bool = False
+    state_db: Path = Path("data/state.db")
+    max_body_bytes: int = 256 * 1024
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.app_id)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> "BotSettings":
+        e = environment(env, dotenv)
+        app_id = e.get("MicrosoftAppId", "").strip()
+        password = e.get("MicrosoftAppPassword", "").strip()
+        app_type = e.get("MicrosoftAppType", "").strip() or "SingleTenant"
+        tenant = e.get("MicrosoftAppTenantId", "").strip()
+        host = e.get("HOST", "").strip() or "127.0.0.1"
+        raw_port = e.get("PORT", "").strip() or "3978"
+        if not raw_port.isdigit() or not 0 <= int(raw_port) <= 65535:
+            raise ConfigError("PORT", f"PORT must be a port number, got '{raw_port}'.")
+        match = [t for t in APP_TYPES if t.lower() == app_type.lower()]
+        if not match:
+            raise ConfigError("MicrosoftAppType", f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}, got '{app_type}'.")
+        app_type = match[0]
+        if not app_id:
+            if not is_loopback(host):
+                raise ConfigError("MicrosoftAppId",
+                                  f"MicrosoftAppId is not set, so inbound authentication would be off, and HOST is {host}. "
+                                  "Set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId, or bind HOST to 127.0.0.1 for local testing.")
+        elif app_type == "SingleTenant":
+            missing = [n for n, v in (("MicrosoftAppPassword", password), ("MicrosoftAppTenantId", tenant)) if not v]
+            if missing:
+                raise ConfigError(missing[0], f"A SingleTenant bot needs {' and '.join(missing)}.")
+        elif app_type == "UserAssignedMSI" and not tenant:
+            raise ConfigError("MicrosoftAppTenantId", "A UserAssignedMSI bot needs MicrosoftAppTenantId.")
+        elif app_type == "MultiTenant":
+            log.warning("MicrosoftAppType=MultiTenant: new multi-tenant bot registrations can no longer be created; prefer SingleTenant.")
+        flag = e.get("REQUIRE_SECOND_APPROVER", "").strip().lower() or "false"
+        if flag not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError("REQUIRE_SECOND_APPROVER", f"REQUIRE_SECOND_APPROVER must be true or false, got '{flag}'.")
+        settings = cls(
+            app_id=app_id, app_password=password, app_type=app_type, app_tenant_id=tenant, host=host, port=int(raw_port),
+            setup_requesters=_ids(e.get("SETUP_REQUESTERS", "")), setup_approvers=_ids(e.get("SETUP_APPROVERS", "")),
+            allowed_tenant_ids=_ids(e.get("ALLOWED_TENANT_IDS", "")), require_second_approver=flag in ("true", "1", "yes"),
+            state_db=Path(e.get("STATE_DB", "").strip() or "data/state.db"),
+        )
+        for name, value in (("SETUP_REQUESTERS", settings.setup_requesters), ("SETUP_APPROVERS", settings.setup_approvers),
+                            ("ALLOWED_TENANT_IDS", settings.allowed_tenant_ids)):
+            if not value:
+                log.warning("%s is empty: anyone %s.", name, "in any tenant may use the bot" if name == "ALLOWED_TENANT_IDS" else "may do this")
+        return settings

@@ -1,0 +1,147 @@
+"""The bot's HTTP front door: /api/messages (through botbuilder's CloudAdapter), /healthz and /readyz.
+
+Bad requests get a 4xx with a JSON reason, never a 500: too large (413), not JSON (400, or 415 for another
+media type), not an activity (400). With inbound authentication off (no MicrosoftAppId, loopback only), a
+serviceUrl that is not loopback is refused too, so the bot never posts to an address a request names.
+Shutdown stops taking requests and lets turns in flight finish (bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from botbuilder.core import Bot
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity
+
+from .config import BotSettings, is_loopback
+
+log = logging.getLogger(__name__)
+Check = Callable[[], Awaitable[bool]]
+SHUTDOWN_GRACE_S = 15.0
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()
+
+
+SETTINGS: web.AppKey[BotSettings] = web.AppKey("settings", BotSettings)
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+
+
+def _bad(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def problem(body: Any, settings: BotSettings) -> str | None:
+    """Why this body is not an activity the bot can act on, or None."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object (an activity)"
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind:
+        return "the activity has no 'type'"
+    for name in ("serviceUrl", "channelId"):
+        if not isinstance(body.get(name), str) or not body.get(name):
+            return f"the activity has no '{name}'"
+    conversation = body.get("conversation")
+    if not isinstance(conversation, dict) or not isinstance(conversation.get("id"), str) or not conversation.get("id"):
+        return "the activity has no 'conversation.id'"
+    sender = body.get("from")
+    if sender is not None and (not isinstance(sender, dict) or not isinstance(sender.get("id", ""), str)):
+        return "'from' must be an object with an 'id'"
+    url = urlsplit(body["serviceUrl"])
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "'serviceUrl' is not an http(s) URL"
+    if not settings.auth_enabled and not is_loopback(url.hostname):
+        return "inbound authentication is off (no MicrosoftAppId), so only a loopback serviceUrl is accepted"
+    try:
+        Activity().deserialize(body)
+    except Exception as exc:  # noqa: BLE001 - msrest raises many kinds; all mean "not an activity"
+        return f"the activity could not be read ({type(exc).__name__})"
+    return None
+
+
+def create_app(
+    *,
+    settings: BotSettings,
+    adapter: CloudAdapter,
+    bot: Bot,
+    readiness: Mapping[str, Check] | None = None,
+    on_startup: Sequence[Callable[[web.Application], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[web.Application], Awaitable[None]]] = (),
+) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[IN_FLIGHT] = InFlight()
+    checks = dict(readiness or {})
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return _bad(415, "Content-Type must be application/json")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _bad(413, f"the body is larger than {settings.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _bad(400, "the body is not valid JSON")
+        reason = problem(body, settings)
+        if reason:
+            return _bad(400, reason)
+        with app[IN_FLIGHT]:
+            try:
+                response = await adapter.process(request, bot)
+            except web.HTTPException:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("activity refused: %s", type(exc).__name__)
+                return _bad(400, "the activity could not be processed")
+        return response if response is not None else web.Response(status=201)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        failing = []
+        for name, check in checks.items():
+            try:
+                ok = await asyncio.wait_for(check(), 5)
+            except Exception:  # noqa: BLE001 - a failing check is "not ready", not an error page
+                ok = False
+            if not ok:
+                failing.append(name)
+        if failing:
+            return web.json_response({"status": "not ready", "failing": failing}, status=503)
+        return web.json_response({"status": "ready", "checks": sorted(checks)})
+
+    async def drain(_app: web.Application) -> None:
+        try:
+            await asyncio.wait_for(app[IN_FLIGHT].idle.wait(), SHUTDOWN_GRACE_S)
+        except asyncio.TimeoutError:
+            log.warning("%d turn(s) still running after %.0f s; stopping anyway", app[IN_FLIGHT].count, SHUTDOWN_GRACE_S)
+
+    app.router.add_post("/api/messages", messages)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.on_startup.extend(on_startup)
+    app.on_shutdown.append(drain)
+    app.on_shutdown.extend(on_shutdown)
+    return app
