@@ -1,0 +1,115 @@
+"""Jobs seen from Teams: the secret hand-off, a failure and Retry, the reminder across a restart, no leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from provisioning import StepName
+from sandbox import FaultSettings, Sandbox
+from tests.fixtures.connector import Connector
+from tests.fixtures.teams import AVERY, MALLORY, RILEY, channel_thread, execute, personal, task_fetch
+
+from .helpers import Conversation, action
+
+
+async def approved_setup(bot, connector: Connector, chat, *, require_secured: bool = True, connect: bool = False):  # type: ignore[no-untyped-def]
+    talk = Conversation(bot, connector, chat)
+    mark = await talk.say(RILEY, "setup copilot", mention=chat.kind != "personal")
+    choose = await talk.expect("Set up an agent: 1 of 2", after=mark)
+    choice = next(e for e in choose.cards[0]["body"] if e.get("id") == "agent")
+    value = next(c["value"] for c in choice["choices"] if c["title"].startswith("Contoso Support"))
+    mark = await talk.click(RILEY, choose, "Next", agent=value)
+    details = await talk.expect("Set up an agent: 2 of 2", after=mark)
+    mark = await talk.click(RILEY, details, "Review plan", require_secured_access=str(require_secured).lower(), connect_customer_service=str(connect).lower())
+    plan = await talk.expect("Plan for 'Contoso Support'", after=mark)
+    mark = await talk.click(AVERY if chat.kind != "personal" else RILEY, plan, "Approve")
+    progress = await talk.expect("Setting up 'Contoso Support'", after=mark, method="POST")
+    return talk, mark, progress
+
+
+async def test_secret_is_shown_once_to_the_requester_only(running_bot, connector: Connector) -> None:  # type: ignore[no-untyped-def]
+    chat = channel_thread()
+    talk, mark, _ = await approved_setup(running_bot, connector, chat)
+    guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+    reveal = action(guided, "Show client secret (once)")
+    client = running_bot.client
+    status, mallory = await client.post(execute(chat, MALLORY, connector.url, guided.new_id, reveal["verb"], reveal["data"]))
+    assert status == 200 and "Only the person who requested this setup" in json.dumps(mallory)
+    status, approver = await client.post(execute(chat, AVERY, connector.url, guided.new_id, reveal["verb"], reveal["data"]))
+    assert "Only the person who requested this setup" in json.dumps(approver)
+    status, first = await client.post(task_fetch(chat, RILEY, connector.url, reveal["data"]))
+    card = first["task"]["value"]["card"]["content"]
+    secret = next(e["value"] for e in card["body"] if e.get("id") == "secret")
+    status, second = await client.post(execute(chat, RILEY, connector.url, guided.new_id, reveal["verb"], reveal["data"]))
+    assert "no longer available" in json.dumps(second) and secret not in json.dumps(second)
+    mark = await talk.click(RILEY, guided, "Show client secret (once)")  # a client without Universal Actions falls back to Submit
+    await talk.expect("never post secrets", after=mark)
+    assert secret not in "\n".join(json.dumps(c.body) for c in connector.calls)
+
+
+async def test_failure_shows_the_actionable_message_and_retry_finishes(running_bot, connector: Connector, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
+    await sandbox.set_faults(FaultSettings(replication_delay_s=0, dataverse_burst_rate=1.0))
+    chat = personal(RILEY)
+    talk, mark, progress = await approved_setup(running_bot, connector, chat, require_secured=False)
+    guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+    await talk.click(RILEY, guided, "Do it in the sandbox (emulated Copilot Studio)")
+    failed = await talk.expect("Stopped: a step failed", after=mark, method="PUT")
+    assert failed.activity_id == progress.new_id and "Wait a few minutes, then Retry" in failed.text
+    await sandbox.set_faults(FaultSettings(replication_delay_s=0))
+    mark = await talk.click(MALLORY, failed, "Retry")
+    await talk.expect("You can't do that", after=mark)
+    mark = await talk.click(RILEY, failed, "Retry")
+    done = await talk.expect("is set up", after=mark, timeout=30)
+    assert "Publish the agent" in done.text
+
+
+async def test_reminder_arrives_once_after_a_restart(bot_factory, connector: Connector) -> None:  # type: ignore[no-untyped-def]
+    first = await bot_factory(PROPAGATION_DELAY="2s")
+    chat = personal(RILEY)
+    talk, mark, progress = await approved_setup(first, connector, chat)
+    guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+    await talk.click(RILEY, guided, "Do it in the sandbox (emulated Copilot Studio)")
+    secured = await talk.expect("Your turn: Web channel: require secured access", after=mark)
+    mark = await talk.click(RILEY, secured, "Do it in the sandbox (emulated Copilot Studio)")
+    await talk.expect("Reminder set: secured access", after=mark)
+    await first.runner.cleanup()  # the bot goes down before the propagation window has passed
+    second = await bot_factory(PROPAGATION_DELAY="2s")
+    talk.bot = second
+    await talk.expect("Secured access is now in effect", after=mark, timeout=20)
+    await talk.expect("is set up", after=mark, timeout=20)
+    after_restart = await talk.expect("Setting up 'Contoso Support': Done", after=mark, method="PUT")
+    assert after_restart.activity_id == progress.new_id
+    reminders = [c for c in connector.calls if "Secured access is now in effect" in c.text]
+    assert len(reminders) == 1
+
+
+async def test_no_secret_in_messages_logs_or_databases(running_bot, connector: Connector, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG)
+    chat = personal(RILEY)
+    talk, mark, _ = await approved_setup(running_bot, connector, chat, require_secured=False, connect=True)
+    guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+    reveal = action(guided, "Show client secret (once)")
+    _, body = await running_bot.client.post(execute(chat, RILEY, connector.url, guided.new_id, reveal["verb"], reveal["data"]))
+    secret = next(e["value"] for e in body["value"]["body"] if e.get("id") == "secret")
+    job = (await running_bot.service.list_jobs())[0]
+    from tests.fixtures.sandbox import sandbox_http
+
+    class _Env:
+        env = running_bot.env
+
+    async with sandbox_http(_Env) as http:  # type: ignore[arg-type]
+        await http.post(f"{running_bot.env['SANDBOX_URL']}/_sandbox/bots/{job.agent.bot_id}/manual-authentication",
+                        json={"client_id": job.step(StepName.APP_REGISTRATION).outputs["client_id"], "client_secret": secret})
+    await talk.click(RILEY, guided, "Done, check it")
+    connect = await talk.expect("Your turn: Connect to Dynamics 365 Customer Service", after=mark)
+    await talk.click(RILEY, connect, "Do it in the sandbox (emulated Copilot Studio)")
+    await talk.expect("is set up", after=mark, timeout=30)
+    assert secret not in "\n".join(json.dumps(c.body) for c in connector.calls)
+    assert not [r.getMessage() for r in caplog.records if secret in r.getMessage()]
+    for path in Path(running_bot.env["STATE_DB"]).parent.glob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
