@@ -8,7 +8,14 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from .errors import AuthenticationError, FieldError, MicrosoftApiError, PermissionDeniedError, PreflightFailed, ValidationFailed
+from .errors import (
+    AuthenticationError,
+    FieldError,
+    MicrosoftApiError,
+    PermissionDeniedError,
+    PreflightFailed,
+    ValidationFailed,
+)
 from .models import AgentSummary, Plan, PlannedStep, PreflightCheck, PreflightReport, SetupRequest, StepAction, StepName
 from .steps import STEPS, StepContext
 from .validation import validate_agent_name
@@ -77,7 +84,7 @@ async def read_steps(ctx: StepContext) -> tuple[PlannedStep, ...]:
     active = [s for s in STEPS if s.applies(ctx.request)]
     currents = await asyncio.gather(*(s.read(ctx) for s in active))
     planned: list[PlannedStep] = []
-    for step, current in zip(active, currents):
+    for step, current in zip(active, currents, strict=True):
         decision = step.decide(ctx, current)
         if step.name == StepName.CLIENT_SECRET and decision.action == StepAction.CREATE:
             ctx.data["needs_new_auth"] = True  # a new secret must be entered in Copilot Studio, then published

@@ -180,7 +180,7 @@ class ProvisioningService:
         agents = [
             AgentSummary(environment_url=url, bot_id=b["botid"], name=b["name"], schema_name=b["schemaname"],
                          authentication_mode=b.get("authenticationmode"), published_on=b.get("publishedon"))
-            for url, bots in zip(self.dataverse, results) for b in bots
+            for url, bots in zip(self.dataverse, results, strict=True) for b in bots
         ]
         return sorted(agents, key=lambda a: (a.environment_url, a.name.lower()))
 
@@ -488,32 +488,35 @@ class ProvisioningService:
 
     async def expire_secrets(self) -> None:
         for job_id, key_id in await self.vault.expired():
-            job = await self.load(job_id)
-            steps = {r["name"]: StepStatus(r["status"]) for r in await self.step_rows(job_id)}
-            auth_open = not steps.get(StepName.COPILOT_AUTHENTICATION.value, StepStatus.DONE).finished
-            message = ("The client secret was not retrieved within "
-                       f"{self.settings.secret_handoff_ttl.total_seconds() / 3600:g} hours, so it was removed from the app registration. "
-                       "Retry to make a new one.")
+            await self._expire_secret(job_id, key_id)
 
-            def fn(c: sqlite3.Connection) -> None:
-                self.vault.destroy(c, job_id)
-                data = dict(job.data) | {"secret_expired": True}
-                Journal.update_job(c, job_id, data=data)
-                Journal.event(c, job_id, EventKind.SECRET_EXPIRED.value, step=StepName.CLIENT_SECRET.value, message=message)
-                Journal.audit(c, job_id, {"id": "provisioning-service"}, "secret_expired", {"key_id": key_id})
-                if auth_open and not job.status.terminal:
-                    Journal.update_step(c, job_id, StepName.CLIENT_SECRET.value, status=StepStatus.FAILED.value, message=message)
-                    if steps.get(StepName.COPILOT_AUTHENTICATION.value) == StepStatus.WAITING_FOR_OPERATOR:
-                        Journal.update_step(c, job_id, StepName.COPILOT_AUTHENTICATION.value, status=StepStatus.PENDING.value, instructions=None)
-                    Journal.update_job(c, job_id, status=JobStatus.FAILED.value)
+    async def _expire_secret(self, job_id: str, key_id: str) -> None:
+        """Nobody retrieved the secret in time: destroy it, remove it from the app, and fail the step if it is still needed."""
+        job = await self.load(job_id)
+        steps = {r["name"]: StepStatus(r["status"]) for r in await self.step_rows(job_id)}
+        auth_open = not steps.get(StepName.COPILOT_AUTHENTICATION.value, StepStatus.DONE).finished
+        message = ("The client secret was not retrieved within "
+                   f"{self.settings.secret_handoff_ttl.total_seconds() / 3600:g} hours, so it was removed from the app registration. "
+                   "Retry to make a new one.")
 
-            await self.journal.tx(fn)
-            await self.journal.notify()
-            if job.data.get("app_object_id"):
-                try:
-                    await self.graph.remove_password(job.data["app_object_id"], key_id)
-                except MicrosoftApiError as exc:
-                    log.warning("could not remove expired secret of job %s: %s", job_id, exc.code)
+        def fn(c: sqlite3.Connection) -> None:
+            self.vault.destroy(c, job_id)
+            Journal.update_job(c, job_id, data=dict(job.data) | {"secret_expired": True})
+            Journal.event(c, job_id, EventKind.SECRET_EXPIRED.value, step=StepName.CLIENT_SECRET.value, message=message)
+            Journal.audit(c, job_id, {"id": "provisioning-service"}, "secret_expired", {"key_id": key_id})
+            if auth_open and not job.status.terminal:
+                Journal.update_step(c, job_id, StepName.CLIENT_SECRET.value, status=StepStatus.FAILED.value, message=message)
+                if steps.get(StepName.COPILOT_AUTHENTICATION.value) == StepStatus.WAITING_FOR_OPERATOR:
+                    Journal.update_step(c, job_id, StepName.COPILOT_AUTHENTICATION.value, status=StepStatus.PENDING.value, instructions=None)
+                Journal.update_job(c, job_id, status=JobStatus.FAILED.value)
+
+        await self.journal.tx(fn)
+        await self.journal.notify()
+        if job.data.get("app_object_id"):
+            try:
+                await self.graph.remove_password(job.data["app_object_id"], key_id)
+            except MicrosoftApiError as exc:
+                log.warning("could not remove expired secret of job %s: %s", job_id, exc.code)
 
     async def perform_in_sandbox(self, job_id: str, step: StepName, actor: Actor) -> JobView:
         if self.operator is None:

@@ -108,8 +108,8 @@ class Sandbox:
 
         self.entra.base_url = await self._serve(self.entra.routes(), ssl_ctx, self.options.authority_port)
         self.graph.base_url = await self._serve(self.graph.routes(), ssl_ctx, self.options.graph_port)
-        ports = list(self.options.dataverse_ports) + [0] * len(self.environments)
-        for (name, env), port in zip(self.environments.items(), ports):
+        ports = (list(self.options.dataverse_ports) + [0] * len(self.environments))[: len(self.environments)]
+        for env, port in zip(self.environments.values(), ports, strict=True):
             env.origin = await self._serve(env.routes(), ssl_ctx, port)
             self.entra.resources.append(env.origin)
         operator_url = await self._serve(Operator(self).routes(), ssl_ctx, self.options.operator_port)

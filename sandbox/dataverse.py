@@ -38,7 +38,7 @@ SYSTEMUSER_COLUMNS = (
 )
 WRITE_ROLES = {"System Administrator", "System Customizer"}
 AUTH_MODE_NAMES = {0: "Unspecified", 1: "None", 2: "Integrated", 3: "CustomAzureActiveDirectory", 4: "GenericOAuth2"}
-_ITEM = re.compile(rf"^(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{{36}})\)(?:/(?P<action>[\w.]+))?$")
+_ITEM = re.compile(r"^(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)(?:/(?P<action>[\w.]+))?$")
 _CLAUSE = re.compile(r"^\s*(?P<prop>\w+)\s+eq\s+(?:'(?P<s>(?:[^']|'')*)'|(?P<n>-?\d+)|(?P<b>true|false)|(?P<g>[0-9a-fA-F-]{36}))\s*$", re.I)
 
 
@@ -300,7 +300,7 @@ class Environment:
                 return self._error(400, "0x80048d19", "Field 'schemaname' cannot be updated: it is not valid for update.")
             if key not in BOT_WRITABLE:
                 return self._error(400, "0x80060888", f"Invalid property '{key}' was found in entity 'Microsoft.Dynamics.CRM.bot'.")
-        for key, allowed in (("authenticationmode", range(0, 5)), ("authenticationtrigger", range(0, 2)), ("accesscontrolpolicy", range(0, 4))):
+        for key, allowed in (("authenticationmode", range(5)), ("authenticationtrigger", range(2)), ("accesscontrolpolicy", range(4))):
             if key in body and body[key] not in allowed:
                 return self._error(400, "0x8004431a", f"{body[key]} is not a valid value for {key}.")
         bot.update(body)

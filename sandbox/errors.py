@@ -9,7 +9,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 

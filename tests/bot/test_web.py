@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,7 +11,9 @@ import pytest
 from aiohttp import web
 from botbuilder.core import ActivityHandler, TurnContext
 from botbuilder.schema import InvokeResponse
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.adapter import create_adapter
@@ -105,7 +106,10 @@ def live_bot() -> Any:
 
     async def boot() -> None:
         connector_app = web.Application()
-        connector_app.router.add_route("*", "/{tail:.*}", lambda r: web.json_response({"id": "1"}))
+        async def answer(_request: web.Request) -> web.Response:
+            return web.json_response({"id": "1"})
+
+        connector_app.router.add_route("*", "/{tail:.*}", answer)
         crunner = web.AppRunner(connector_app, access_log=None)
         await crunner.setup()
         await web.TCPSite(crunner, "127.0.0.1", 0).start()

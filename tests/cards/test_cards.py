@@ -14,8 +14,22 @@ import pytest
 import cards
 from cards.actions import Verb
 from provisioning.models import (
-    Actor, AgentRef, AgentSummary, Change, GuidedInstructions, JobStatus, JobView, Plan, PlannedStep, PreflightCheck,
-    PreflightReport, SetupRequest, StepAction, StepName, StepStatus, StepView,
+    Actor,
+    AgentRef,
+    AgentSummary,
+    Change,
+    GuidedInstructions,
+    JobStatus,
+    JobView,
+    Plan,
+    PlannedStep,
+    PreflightCheck,
+    PreflightReport,
+    SetupRequest,
+    StepAction,
+    StepName,
+    StepStatus,
+    StepView,
 )
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "adaptive-card-1.5.json").read_text())
@@ -43,7 +57,7 @@ def actions(card: dict[str, Any]) -> list[dict[str, Any]]:
 def plan(action_mix: bool = True) -> Plan:
     steps = tuple(
         PlannedStep(name, action, f"{action.value} {name.value}", (Change("web.redirectUris", None, ["https://token.botframework.com/.auth/web/redirect"]),) if action == StepAction.CREATE else (), ("a note",))
-        for name, action in zip(StepName, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL])
+        for name, action in zip(StepName, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL], strict=True)
     )
     report = PreflightReport((PreflightCheck("secret_lifetime_policy", True, "The tenant's secret-lifetime policy could not be read (needs Policy.Read.All)."),))
     return Plan(REQUEST, AGENT, steps, report, "f" * 64, NOW)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning import EventKind, JobStatus, StepName, StepStatus
+from provisioning import EventKind, JobStatus, StepName
 from sandbox import FaultSettings, Sandbox
 from tests.fixtures.provisioning import make_service, service_env
 from tests.fixtures.sandbox import sandbox_http

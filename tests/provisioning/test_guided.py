@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from provisioning import EventKind, JobStateError, JobStatus, ProvisioningService, StepName, StepStatus
 from sandbox import FaultSettings, Sandbox
 from tests.fixtures.provisioning import agent_request
 from tests.fixtures.sandbox import sandbox_http
-
-import pytest
 
 from .helpers import APPROVER, REQUESTER, wait_job, waiting_on
 
