@@ -58,7 +58,7 @@ STATUS_WORDS = {
 def current_step(job: JobView) -> str:
     for step in job.steps:
         if not step.status.finished and step.status != StepStatus.PROPAGATING:
-            return step.step.title
+            return step.step.label
     return "—"
 
 

@@ -55,9 +55,9 @@ def completion_card(job: JobView, *, entra_url: str, copilot_url: str) -> dict[s
     overridden = [s for s in job.steps if s.status == StepStatus.OVERRIDDEN]
     if verified:
         body.append(ac.TextBlock(text="What was done and checked", weight="Bolder", wrap=True))
-        body.extend(text(f"✓ {s.step.title}: {s.message}") for s in verified)
+        body.extend(text(f"✓ {s.step.label}: {s.message}") for s in verified)
     if overridden:
         body.append(ac.TextBlock(text="Continued without verification", weight="Bolder", color="Warning", wrap=True))
-        body.extend(text(f"! {s.step.title}: {s.message}") for s in overridden)
+        body.extend(text(f"! {s.step.label}: {s.message}") for s in overridden)
     return finish(body, [ac.OpenUrlAction(title="App registration in Entra", url=entra_url),
                          ac.OpenUrlAction(title="Open Copilot Studio", url=copilot_url)])

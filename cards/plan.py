@@ -45,7 +45,7 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
     for step in plan.steps:
         label, color = BADGES[step.action]
         items: list[Any] = [
-            ac.TextBlock(text=f"{label}: {step.step.title}", weight="Bolder", color=color, wrap=True),
+            ac.TextBlock(text=f"{label}: {step.step.label}", weight="Bolder", color=color, wrap=True),
             text(step.summary),
         ]
         if step.changes:

@@ -28,7 +28,7 @@ HEADERS = {
 
 
 def _line(step: StepView) -> list[Any]:
-    line = f"{ICONS[step.status]} {step.step.title}: {WORDS[step.status]}"
+    line = f"{ICONS[step.status]} {step.step.label}: {WORDS[step.status]}"
     if step.status == StepStatus.PROPAGATING and step.due_at:
         line += f" (in effect by {utc(step.due_at)})"
     items: list[Any] = [ac.TextBlock(text=line, wrap=True, color="Attention" if step.status == StepStatus.FAILED else None,
@@ -57,7 +57,7 @@ def progress_card(card_id: str, job: JobView, *, can_retry: bool = True) -> dict
 
 
 def guided_step_card(card_id: str, job: JobView, step: StepView, *, sandbox: bool, secret_available: bool) -> dict[str, Any]:
-    body: list[Any] = [title(f"Your turn: {step.step.title}"), text(f"Agent '{job.agent.name}'. Job {job.id[:8]}.", subtle=True)]
+    body: list[Any] = [title(f"Your turn: {step.step.label}"), text(f"Agent '{job.agent.name}'. Job {job.id[:8]}.", subtle=True)]
     instructions = step.instructions
     if step.status != StepStatus.WAITING_FOR_OPERATOR:
         body.append(ac.TextBlock(text=f"{ICONS[step.status]} {WORDS[step.status]}", weight="Bolder", wrap=True, color="Good"))

@@ -104,7 +104,7 @@ def request_from(agent: AgentSummary, values: dict[str, Any]) -> tuple[SetupRequ
     ), {}
 
 
-class SetupDialog(ComponentDialog):
+class SetupDialog(ComponentDialog):  # type: ignore[misc]
     def __init__(self, *, service: ProvisioningService, policy: AccessPolicy, job_actions: JobActions) -> None:
         super().__init__(SetupDialog.__name__)
         self.service = service

@@ -30,12 +30,12 @@ def _shape(x: float, y: float) -> bool:
 
 
 def color_icon(size: int = 192) -> bytes:
-    rows = [[(255, 255, 255) if _shape((i + 0.5) / size, (j + 0.5) / size) else ACCENT for i in range(size)] for j in range(size)]
+    rows: list[list[tuple[int, ...]]] = [[(255, 255, 255) if _shape((i + 0.5) / size, (j + 0.5) / size) else ACCENT for i in range(size)] for j in range(size)]
     return png(size, size, rows, alpha=False)
 
 
 def outline_icon(size: int = 32) -> bytes:
-    rows = [[(255, 255, 255, 255) if _shape((i + 0.5) / size, (j + 0.5) / size) else (0, 0, 0, 0) for i in range(size)] for j in range(size)]
+    rows: list[list[tuple[int, ...]]] = [[(255, 255, 255, 255) if _shape((i + 0.5) / size, (j + 0.5) / size) else (0, 0, 0, 0) for i in range(size)] for j in range(size)]
     return png(size, size, rows, alpha=True)
 
 

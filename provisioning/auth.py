@@ -91,7 +91,7 @@ class _Session(requests.Session):
         super().__init__()
         self._ca_bundle = ca_bundle
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self._ca_bundle:
             kwargs.setdefault("verify", self._ca_bundle)
         return super().request(method, url, *args, **kwargs)

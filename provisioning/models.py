@@ -56,7 +56,8 @@ class StepName(str, enum.Enum):
     CUSTOMER_SERVICE_CONNECTION = "customer_service_connection"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
+        """The step's name as the Copilot Studio and Entra admin centers call it."""
         return _STEP_TITLES[self]
 
     @property

@@ -365,7 +365,7 @@ class ProvisioningService:
                 raise JobStateError(f"Job {job_id} has no step {step.value}.")
             status = StepStatus(row["status"])
             if status != StepStatus.WAITING_FOR_OPERATOR:
-                raise JobStateError(f"'{step.title}' is not waiting for you: it is {status.value.replace('_', ' ')}.",
+                raise JobStateError(f"'{step.label}' is not waiting for you: it is {status.value.replace('_', ' ')}.",
                                     action="Refresh the progress card to see the current state.")
             job = await self.load(job_id)
             impl = STEP_BY_NAME[step.value]
@@ -524,7 +524,7 @@ class ProvisioningService:
         job = await self.load(job_id)
         rows = {r["name"]: StepStatus(r["status"]) for r in await self.step_rows(job_id)}
         if rows.get(step.value) != StepStatus.WAITING_FOR_OPERATOR:
-            raise JobStateError(f"'{step.title}' is not waiting for you.", action="Refresh the progress card to see the current state.")
+            raise JobStateError(f"'{step.label}' is not waiting for you.", action="Refresh the progress card to see the current state.")
         bot_id = job.agent.bot_id
         if step == StepName.COPILOT_AUTHENTICATION:
             secret = await self.take_secret(job_id, actor)
@@ -535,7 +535,7 @@ class ProvisioningService:
         elif step == StepName.CUSTOMER_SERVICE_CONNECTION:
             await self.operator.connect_customer_service(bot_id)
         else:
-            raise JobStateError(f"'{step.title}' is not a guided step.")
+            raise JobStateError(f"'{step.label}' is not a guided step.")
         return await self.confirm_step(job_id, step, actor)
 
     # ---- views and events -------------------------------------------------------------------------------------
@@ -553,8 +553,8 @@ class ProvisioningService:
             if r["instructions"] and r["status"] == StepStatus.WAITING_FOR_OPERATOR.value:
                 raw = json.loads(r["instructions"])
                 instructions = GuidedInstructions(
-                    title=raw["title"], steps=tuple(raw["steps"]), values=tuple(tuple(v) for v in raw["values"]),  # type: ignore[misc]
-                    links=tuple(tuple(v) for v in raw["links"]), secret_handoff=raw["secret_handoff"],  # type: ignore[misc]
+                    title=raw["title"], steps=tuple(raw["steps"]), values=tuple(tuple(v) for v in raw["values"]),
+                    links=tuple(tuple(v) for v in raw["links"]), secret_handoff=raw["secret_handoff"],
                 )
             steps.append(StepView(step=StepName(r["name"]), status=StepStatus(r["status"]), message=r["message"], attempts=r["attempts"],
                                   instructions=instructions, verification=r["verification"], outputs=json.loads(r["outputs"]),

@@ -140,7 +140,7 @@ class Worker:
 
         def started(c: sqlite3.Connection) -> None:
             Journal.update_step(c, job_id, name, status=StepStatus.RUNNING.value, message="", attempts=attempts + 1)
-            Journal.event(c, job_id, EventKind.STEP_STARTED.value, step=name, message=step.name.title)
+            Journal.event(c, job_id, EventKind.STEP_STARTED.value, step=name, message=step.name.label)
 
         await self.journal.tx(started)
         await self.journal.notify()
