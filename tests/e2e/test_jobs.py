@@ -58,7 +58,7 @@ async def test_failure_shows_the_actionable_message_and_retry_finishes(running_b
     guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
     await talk.click(RILEY, guided, "Do it in the sandbox (emulated Copilot Studio)")
     failed = await talk.expect("Stopped: a step failed", after=mark, method="PUT")
-    assert failed.activity_id == progress.new_id and "Wait a few minutes, then Retry" in failed.text
+    assert failed.activity_id == progress.new_id and "wait a few minutes, then retry" in failed.text.lower()
     await sandbox.set_faults(FaultSettings(replication_delay_s=0))
     mark = await talk.click(MALLORY, failed, "Retry")
     await talk.expect("You can't do that", after=mark)
