@@ -70,6 +70,7 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Microsoft call is noise; the audit log keeps request ids
     try:
         app = build()
     except (ConfigError, ConfigurationError) as exc:

@@ -45,6 +45,7 @@ class BotProcess:
     argv: list[str]
     script: str
     env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     cold_start_s: float = 0.0
@@ -57,12 +58,13 @@ class BotProcess:
         self.port = free_port()
         env = {**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1", "NO_PROXY": "127.0.0.1,localhost"}
         started = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = open(self.log, "ab") if self.log else subprocess.DEVNULL  # never a pipe nobody reads: it fills and blocks the bot
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = started + 60
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"{self.name} exited during start: {err[-2000:]}")
+                err = self.log.read_text(errors="replace")[-2000:] if self.log else ""
+                raise RuntimeError(f"{self.name} exited during start: {err}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
                     if 200 <= r.status < 300:
@@ -106,9 +108,9 @@ def load(bot: BotProcess, conversations: int, turns: int, run_id: str) -> dict[s
 def bots(sandbox_env: dict[str, str], state_dir: Path) -> list[BotProcess]:
     setup_env = {**sandbox_env, "STATE_DB": str(state_dir / "state.db"), "SECRET_KEY_FILE": str(state_dir / "secret.key")}
     return [
-        BotProcess("bare", [PY, "-m", "bench.bots.bare"], "echo"),
-        BotProcess("echo", [PY, "-m", "bench.bots.echo"], "echo"),
-        BotProcess("setup", [PY, "app.py"], "setup", env=setup_env),
+        BotProcess("bare", [PY, "-m", "bench.bots.bare"], "echo", log=state_dir / "bare.log"),
+        BotProcess("echo", [PY, "-m", "bench.bots.echo"], "echo", log=state_dir / "echo.log"),
+        BotProcess("setup", [PY, "app.py"], "setup", env=setup_env, log=state_dir / "setup.log"),
     ]
 
 
