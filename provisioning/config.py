@@ -85,7 +85,8 @@ class Settings:
     secret_encryption_key: str | None = field(default=None, repr=False)
     secret_handoff_ttl: timedelta = timedelta(hours=24)
     sandbox_url: str | None = None
-    ca_bundle: str | None = None
+    ca_bundle: str | None = None  # one PEM with every trusted bundle, made by the service at start
+    ca_bundles: tuple[str, ...] = ()  # SSL_CERT_FILE / REQUESTS_CA_BUNDLE from the environment and .env
     publish_poll_interval: timedelta = timedelta(seconds=10)
     publish_timeout: timedelta = timedelta(seconds=300)
     replication_settle: timedelta = timedelta(seconds=30)
@@ -151,6 +152,15 @@ class Settings:
                 raise ConfigurationError("SECRET_ENCRYPTION_KEY", "SECRET_ENCRYPTION_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes).",
                                          action="Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'") from None
         sandbox = e.get("SANDBOX_URL", "").strip() or None
+        from_file = load_dotenv(dotenv) if dotenv is not None else {}
+        bundles = []
+        for source in (e, from_file):
+            for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+                value = source.get(name, "").strip()
+                if value and value not in bundles:
+                    if not Path(value).is_file():
+                        raise ConfigurationError(name, f"{name} names {value}, which is not a file.", action="Point it at a PEM bundle, or unset it.")
+                    bundles.append(value)
         return cls(
             authority_host=_https_origin("AZURE_AUTHORITY_HOST", e.get("AZURE_AUTHORITY_HOST", "") or "https://login.microsoftonline.com"),
             graph_endpoint=_https_origin("GRAPH_ENDPOINT", e.get("GRAPH_ENDPOINT", "") or "https://graph.microsoft.com"),
@@ -165,7 +175,7 @@ class Settings:
             secret_encryption_key=key,
             secret_handoff_ttl=duration("SECRET_HANDOFF_TTL", timedelta(hours=24)),
             sandbox_url=_https_origin("SANDBOX_URL", sandbox) if sandbox else None,
-            ca_bundle=(e.get("SSL_CERT_FILE", "").strip() or e.get("REQUESTS_CA_BUNDLE", "").strip() or None),
+            ca_bundles=tuple(bundles),
             publish_poll_interval=duration("PUBLISH_POLL_INTERVAL", timedelta(seconds=10)),
             publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
             replication_settle=duration("REPLICATION_SETTLE", timedelta(seconds=30)),

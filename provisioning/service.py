@@ -10,7 +10,7 @@ import sqlite3
 import ssl
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -48,6 +48,7 @@ from .models import (
 from .planner import make_plan, policy_check, preflight_identity, raise_if, read_steps
 from .sandbox_operator import SandboxOperator
 from .steps import STEPS, Step, StepContext
+from .trust import combined_bundle, ssl_context
 from .validation import validate_agent_name, validate_request
 from .vault import Vault, load_key
 from .worker import Worker
@@ -111,8 +112,11 @@ class ProvisioningService:
         key = await asyncio.to_thread(load_key, self.settings.secret_encryption_key, self.settings.secret_key_file)
         self.vault = Vault(self.journal, key)
         verify: ssl.SSLContext | bool = True
-        if self.settings.ca_bundle:
-            verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.settings.ca_bundle)
+        if self.settings.ca_bundles:
+            verify = await asyncio.to_thread(ssl_context, self.settings.ca_bundles)
+            combined = await asyncio.to_thread(combined_bundle, self.settings.ca_bundles, self.settings.state_db.parent)
+            self.settings = replace(self.settings, ca_bundle=combined)
+            self.tokens = TokenProvider(self.settings)
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
         timeout = httpx.Timeout(30.0, connect=10.0)
         graph_client = httpx.AsyncClient(verify=verify, limits=limits, timeout=timeout)
@@ -527,6 +531,9 @@ class ProvisioningService:
             raise JobStateError(f"'{step.label}' is not waiting for you.", action="Refresh the progress card to see the current state.")
         bot_id = job.agent.bot_id
         if step == StepName.COPILOT_AUTHENTICATION:
+            if not await self.vault.available(job_id):
+                raise JobStateError("The client secret was already retrieved, so the sandbox cannot enter it for you.",
+                                    action="Enter it yourself in the sandbox's emulated Copilot Studio, then select Done; or Retry the job to make a new secret.")
             secret = await self.take_secret(job_id, actor)
             await self.operator.manual_authentication(bot_id, client_id=str(job.data.get("app_id")), client_secret=secret)
             del secret
