@@ -59,3 +59,22 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     assert load_dotenv(env_file)["PROPAGATION_DELAY"] == "90s"
     s = Settings.from_env({k: v for k, v in BASE.items() if k != "DATAVERSE_URL"} | {"PROPAGATION_DELAY": "3m"}, dotenv=env_file)
     assert s.dataverse_urls == ("https://fabrikam.crm.dynamics.com",) and s.propagation_delay == timedelta(minutes=3)
+
+
+async def test_a_machine_wide_ca_bundle_and_the_sandbox_ca_in_dotenv_both_work(sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a global SSL_CERT_FILE used to replace the sandbox CA from .env, so nothing could be reached."""
+    import certifi
+
+    from provisioning import ProvisioningService
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in sandbox.env.items()) + f"STATE_DB={tmp_path / 'state.db'}\nSECRET_KEY_FILE={tmp_path / 'k'}\n")
+    machine = {"SSL_CERT_FILE": certifi.where(), "REQUESTS_CA_BUNDLE": certifi.where()}
+    settings = Settings.from_env(machine, dotenv=env_file)
+    assert settings.ca_bundles == (certifi.where(), sandbox.env["SSL_CERT_FILE"])
+    service = ProvisioningService(settings, run_worker=False)
+    await service.start()
+    try:
+        assert [a.name for a in await service.list_agents()]
+    finally:
+        await service.close()
