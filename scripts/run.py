@@ -55,15 +55,23 @@ async def run() -> int:
     await web.TCPSite(runner, built.settings.host, built.settings.port).start()
     url = f"http://{built.settings.host}:{built.settings.port}/api/messages"
     lines = [f"Copilot Setup Bot is listening on {url}"]
+    playground = None
     if sandbox:
+        from scripts.playground import Playground, PlaygroundUnavailable
+
         lines += [
             "No tenant is configured, so it runs against the local emulated Microsoft cloud (the sandbox):",
             f"  Dataverse environments: {sandbox.env['DATAVERSE_URL']}",
             f"  Sandbox operator endpoint: {sandbox.env['SANDBOX_URL']}/_sandbox/state",
             f"  'Require secured access' takes {env['PROPAGATION_DELAY']} here instead of up to 2 hours.",
-            "Talk to it with the Microsoft 365 Agents Playground (npx @microsoft/m365agentsplayground -e "
-            f"{url} -c msteams), or any client that speaks the Bot Framework protocol. Type /setup copilot.",
         ]
+        playground = Playground(url.replace("127.0.0.1", "localhost"), int(env.get("PLAYGROUND_PORT", "56150")))
+        try:
+            await playground.start()
+            lines.append(f"Open {playground.url} in your browser (the Microsoft 365 Agents Playground) and type /setup copilot.")
+        except PlaygroundUnavailable as exc:
+            playground = None
+            lines.append(f"The Agents Playground could not start ({exc}); any Bot Framework client pointed at {url} works.")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
     stop = asyncio.Event()
@@ -72,6 +80,8 @@ async def run() -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("Stopping…", flush=True)
+    if playground:
+        await playground.stop()
     await runner.cleanup()
     if sandbox:
         await sandbox.stop()
