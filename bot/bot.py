@@ -129,10 +129,9 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
                 return card_invoke(cards.notice_card("That did not work", exc.user_message(), style="error"))
         return await super().on_invoke_activity(turn_context)
 
-    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
-        await self._say(turn_context, cards.welcome_card(new_card_id()))
-
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
+        """Welcome once, when the bot itself is added. (Teams also sends installationUpdate for the same install;
+        answering both would welcome twice.)"""
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         if any(m.id == bot_id for m in members_added):
             await self._say(turn_context, cards.welcome_card(new_card_id()))

@@ -34,8 +34,9 @@ def delay_text(seconds: float) -> str:
         hours = seconds / 3600
         return f"{hours:g} hour{'s' if hours != 1 else ''}"
     if seconds >= 60:
-        return f"{seconds / 60:g} minutes"
-    return f"{seconds:g} seconds"
+        minutes = seconds / 60
+        return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 class Notifier:

@@ -186,7 +186,8 @@ class ProvisioningService:
                          authentication_mode=b.get("authenticationmode"), published_on=b.get("publishedon"))
             for url, bots in zip(self.dataverse, results, strict=True) for b in bots
         ]
-        return sorted(agents, key=lambda a: (a.environment_url, a.name.lower()))
+        order = {url: i for i, url in enumerate(self.settings.dataverse_urls)}  # environments in DATAVERSE_URL's order
+        return sorted(agents, key=lambda a: (order.get(a.environment_url, len(order)), a.name.lower()))
 
     async def _resolve_agent(self, request: SetupRequest) -> AgentSummary | None:
         client = self.dataverse[request.agent.environment_url.rstrip("/")]

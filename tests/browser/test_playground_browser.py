@@ -1,0 +1,95 @@
+"""A person's view: headless Chromium on the Microsoft 365 Agents Playground in front of the whole bot and the
+sandbox. Types the command, clicks the cards, and saves a screenshot of each stage under test-output/browser/.
+Only 127.0.0.1/localhost are reachable from the page; everything else is blocked."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from tests.playground.test_playground import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/|^(data|blob|about):")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
+                       reason="needs Debian's chromium and Node.js (make test installs both)"),
+]
+
+
+@pytest.fixture
+async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    from scripts.playground import Playground
+
+    pg = Playground(running_bot.url.replace("127.0.0.1", "localhost"), free_port())
+    await pg.start(timeout=60)
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+        await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
+        tab = await context.new_page()
+        await tab.goto(pg.url, wait_until="networkidle")
+        tab.shots = []  # type: ignore[attr-defined]
+        try:
+            yield tab
+        finally:
+            report = getattr(request.node, "rep_call", None)
+            if report is None or report.failed:
+                (OUT / f"{request.node.name}-failure.html").write_text(await tab.content())
+                await tab.screenshot(path=str(OUT / f"{request.node.name}-failure.png"), full_page=True)
+            await browser.close()
+            await pg.stop()
+
+
+async def shot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+
+
+async def say(page: Any, text: str) -> None:
+    box = page.locator("[contenteditable=true]").first
+    await box.click()
+    await page.keyboard.type(text)
+    await page.keyboard.press("Enter")
+
+
+async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:
+    from playwright.async_api import expect
+
+    await say(page, "/setup copilot")
+    await expect(page.get_by_text("Set up an agent: 1 of 2").last).to_be_visible(timeout=20_000)
+    await page.get_by_role("combobox").last.click()
+    await page.get_by_role("option", name=re.compile(r"^Contoso Support")).click()
+    await shot(page, "1-agent-choice")
+    await page.get_by_role("button", name="Next").last.click()
+    await expect(page.get_by_text("Set up an agent: 2 of 2").last).to_be_visible(timeout=20_000)
+    name = page.get_by_label("App registration name").last
+    await name.fill("")
+    await page.get_by_role("button", name="Review plan").last.click()
+    await expect(page.get_by_text("Enter a name", exact=False).last).to_be_visible(timeout=20_000)  # shown next to its field
+    await shot(page, "2-invalid-input")
+    await page.get_by_label("App registration name").last.fill("Contoso Support auth")
+    await page.get_by_role("button", name="Review plan").last.click()
+    await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
+    await shot(page, "3-plan")
+    await page.get_by_role("button", name="Approve").last.click()
+    await expect(page.get_by_text("Approved: the setup is running.").last).to_be_visible(timeout=20_000)
+    await expect(page.get_by_text("Your turn: Copilot Studio", exact=False).last).to_be_visible(timeout=30_000)
+    await shot(page, "4-guided-step")
+    for step in ("Copilot Studio", "Web channel", "Connect to Dynamics 365"):
+        await expect(page.get_by_text(f"Your turn: {step}", exact=False).last).to_be_visible(timeout=30_000)
+        await page.get_by_role("button", name="Do it in the sandbox (emulated Copilot Studio)").last.click()
+    await expect(page.get_by_text("'Contoso Support' is set up").last).to_be_visible(timeout=40_000)
+    await expect(page.get_by_text("Done", exact=False).first).to_be_visible()
+    await shot(page, "5-completed")
