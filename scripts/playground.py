@@ -44,6 +44,8 @@ class Playground:
 
     async def start(self, timeout: float = 30.0) -> None:
         cli = await asyncio.to_thread(ensure_installed)
+        workdir = ROOT / "data" / "playground"  # it writes devTools/ logs under its working directory
+        workdir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "NODE_OPTIONS": f"--require {TOOL / 'loopback.js'}",
@@ -52,7 +54,7 @@ class Playground:
         }
         self.proc = await asyncio.create_subprocess_exec(
             shutil.which("node") or "node", str(cli), "-e", self.bot_url, "-c", "msteams", "-p", str(self.port), "--disable-telemetry",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            env=env, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
         assert self.proc.stdout is not None
         try:
