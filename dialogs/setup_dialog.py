@@ -132,8 +132,9 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
         who = actor_from(context.activity)
         if expected.get("who") == "approver" and value.get("action") == Verb.PLAN_APPROVE:
             if not self.policy.may_approve(who.id, requested_by=str(expected.get("requester"))):
-                why = ("You requested this setup, and a second person must approve it." if who.id == expected.get("requester")
-                       else "You are not one of the approvers for setups.")
+                second = self.policy.settings.require_second_approver and who.id == expected.get("requester")
+                why = ("You requested this setup, and a second person must approve it." if second
+                       else "You are not one of the approvers for setups (SETUP_APPROVERS). Ask one of them to approve.")
                 await _notice(context, "You can't approve this plan", why)
                 return False
         elif who.id != expected.get("requester") and not (

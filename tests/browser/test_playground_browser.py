@@ -74,11 +74,13 @@ async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:
     await shot(page, "1-agent-choice")
     await page.get_by_role("button", name="Next").last.click()
     await expect(page.get_by_text("Set up an agent: 2 of 2").last).to_be_visible(timeout=20_000)
-    name = page.get_by_label("App registration name").last
-    await name.fill("")
+    await page.get_by_label("Redirect URIs (one per line)").last.fill("http://example.com/callback")
     await page.get_by_role("button", name="Review plan").last.click()
-    await expect(page.get_by_text("Enter a name", exact=False).last).to_be_visible(timeout=20_000)  # shown next to its field
+    # the server's message, right under the field, with the value kept
+    await expect(page.get_by_text("must start with https://", exact=False).last).to_be_visible(timeout=20_000)
+    await expect(page.get_by_label("Redirect URIs (one per line)").last).to_have_value("http://example.com/callback")
     await shot(page, "2-invalid-input")
+    await page.get_by_label("Redirect URIs (one per line)").last.fill("https://token.botframework.com/.auth/web/redirect")
     await page.get_by_label("App registration name").last.fill("Contoso Support auth")
     await page.get_by_role("button", name="Review plan").last.click()
     await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
@@ -93,3 +95,33 @@ async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:
     await expect(page.get_by_text("'Contoso Support' is set up").last).to_be_visible(timeout=40_000)
     await expect(page.get_by_text("Done", exact=False).first).to_be_visible()
     await shot(page, "5-completed")
+
+
+async def test_an_unauthorised_click_is_refused(bot_factory: Any, connector: Any) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from scripts.playground import Playground
+
+    bot = await bot_factory(SETUP_APPROVERS="99999999-9999-4999-8999-999999999999")  # the Playground's user is not an approver
+    pg = Playground(bot.url.replace("127.0.0.1", "localhost"), free_port())
+    await pg.start(timeout=60)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+            await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
+            page = await context.new_page()
+            await page.goto(pg.url, wait_until="networkidle")
+            await say(page, "/setup copilot")
+            await expect(page.get_by_text("Set up an agent: 1 of 2").last).to_be_visible(timeout=20_000)
+            await page.get_by_role("button", name="Next").last.click()
+            await expect(page.get_by_text("Set up an agent: 2 of 2").last).to_be_visible(timeout=20_000)
+            await page.get_by_role("button", name="Review plan").last.click()
+            await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
+            await page.get_by_role("button", name="Approve").last.click()
+            await expect(page.get_by_text("You can't approve this plan").last).to_be_visible(timeout=20_000)
+            await page.screenshot(path=str(OUT / "6-unauthorised-click.png"), full_page=True)
+            await browser.close()
+    finally:
+        await pg.stop()
+    assert await bot.service.list_jobs() == []

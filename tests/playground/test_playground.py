@@ -65,3 +65,17 @@ async def test_setup_through_the_agents_playground(playground: Playground) -> No
             assert r.status < 300, await r.text()
             details = await next_card(ws, "Set up an agent: 2 of 2")
             assert "Contoso Support - Copilot auth" in json.dumps(details)
+
+
+async def test_team_channel_with_an_at_mention(playground: Playground) -> None:
+    async with aiohttp.ClientSession() as http:
+        config = (await (await http.get(f"{playground.url}/_internal/v1/config")).json())["config"]
+        channel = config["teams"][0]["channels"][0]["id"]
+        bot, user = config["bot"], config["users"][0]["id"]
+        async with http.ws_connect(f"{playground.url}/_ws_conversation/v1/conversations/stream") as ws:
+            r = await http.post(f"{playground.url}/_conversation/v1/conversations/{channel}/messages", json={
+                "from": {"id": user}, "text": f"<at>{bot['name']}</at> setup copilot", "textFormat": "plain",
+                "mentions": [{"mentioned": {"id": bot["id"], "name": bot["name"]}, "text": f"<at>{bot['name']}</at>"}]})
+            assert r.status == 200, await r.text()
+            choose = await next_card(ws, "Set up an agent: 1 of 2")
+            assert choose["attachments"][0]["content"]["body"][0]["text"] == "Set up an agent: 1 of 2"
