@@ -125,3 +125,17 @@ async def test_an_unauthorised_click_is_refused(bot_factory: Any, connector: Any
     finally:
         await pg.stop()
     assert await bot.service.list_jobs() == []
+
+
+async def test_a_team_channel_with_an_at_mention(page: Any) -> None:
+    from playwright.async_api import expect
+
+    await page.get_by_text("General").first.click()
+    box = page.locator("[contenteditable=true]").first
+    await box.click()
+    await page.keyboard.type("@")
+    await page.get_by_role("menuitem", name="Test Bot").click()  # the compose box's mention picker
+    await page.keyboard.type(" setup copilot")
+    await page.get_by_role("button", name="Post").click()
+    await expect(page.get_by_text("Set up an agent: 1 of 2").last).to_be_visible(timeout=20_000)
+    await shot(page, "7-channel-mention")
