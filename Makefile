@@ -24,6 +24,7 @@ $(CHROMIUM):
 
 # The Microsoft 365 Agents Playground, pinned by the lockfile.
 $(PLAYGROUND): tools/playground/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
 	npm ci --no-audit --no-fund --prefix tools/playground
 
 # Runs the bot. With no tenant configured (.env without PROVISIONING_CLIENT_ID) it starts the local
