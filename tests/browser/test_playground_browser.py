@@ -4,6 +4,7 @@ Only 127.0.0.1/localhost are reachable from the page; everything else is blocked
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -26,31 +27,42 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+@contextlib.asynccontextmanager
+async def playground_page(bot: Any, name: str) -> AsyncIterator[Any]:
+    """The Playground in front of `bot`, opened in headless Chromium with only loopback reachable."""
     from playwright.async_api import async_playwright
 
     from scripts.playground import Playground
 
-    pg = Playground(running_bot.url.replace("127.0.0.1", "localhost"), free_port())
+    pg = Playground(bot.url.replace("127.0.0.1", "localhost"), free_port())
     await pg.start(timeout=60)
     OUT.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = await browser.new_context(viewport={"width": 1280, "height": 1000})
-        await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
-        tab = await context.new_page()
-        await tab.goto(pg.url, wait_until="networkidle")
-        tab.shots = []  # type: ignore[attr-defined]
-        try:
-            yield tab
-        finally:
-            report = getattr(request.node, "rep_call", None)
-            if report is None or report.failed:
-                (OUT / f"{request.node.name}-failure.html").write_text(await tab.content())
-                await tab.screenshot(path=str(OUT / f"{request.node.name}-failure.png"), full_page=True)
-            await browser.close()
-            await pg.stop()
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+            await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
+            tab = await context.new_page()
+            await tab.goto(pg.url, wait_until="networkidle")
+            try:
+                yield tab
+            except BaseException:
+                (OUT / f"{name}-failure.html").write_text(await tab.content())
+                await tab.screenshot(path=str(OUT / f"{name}-failure.png"), full_page=True)
+                raise
+            finally:
+                await browser.close()
+    finally:
+        await pg.stop()
+
+
+@pytest.fixture
+async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    async with playground_page(running_bot, request.node.name) as tab:
+        yield tab
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            raise RuntimeError("test failed")  # keeps the page's HTML and a screenshot
 
 
 async def shot(page: Any, name: str) -> None:
@@ -98,39 +110,35 @@ async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:
 
 
 async def test_an_unauthorised_click_is_refused(bot_factory: Any, connector: Any) -> None:
-    from playwright.async_api import async_playwright, expect
-
-    from scripts.playground import Playground
+    from playwright.async_api import expect
 
     bot = await bot_factory(SETUP_APPROVERS="99999999-9999-4999-8999-999999999999")  # the Playground's user is not an approver
-    pg = Playground(bot.url.replace("127.0.0.1", "localhost"), free_port())
-    await pg.start(timeout=60)
-    try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
-            await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
-            page = await context.new_page()
-            await page.goto(pg.url, wait_until="networkidle")
-            await say(page, "/setup copilot")
-            await expect(page.get_by_text("Set up an agent: 1 of 2").last).to_be_visible(timeout=20_000)
-            await page.get_by_role("button", name="Next").last.click()
-            await expect(page.get_by_text("Set up an agent: 2 of 2").last).to_be_visible(timeout=20_000)
-            await page.get_by_role("button", name="Review plan").last.click()
-            await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
-            await page.get_by_role("button", name="Approve").last.click()
-            await expect(page.get_by_text("You can't approve this plan").last).to_be_visible(timeout=20_000)
-            await page.screenshot(path=str(OUT / "6-unauthorised-click.png"), full_page=True)
-            await browser.close()
-    finally:
-        await pg.stop()
+    async with playground_page(bot, "unauthorised") as page:
+        await say(page, "/setup copilot")
+        await expect(page.get_by_text("Set up an agent: 1 of 2").last).to_be_visible(timeout=20_000)
+        await page.get_by_role("button", name="Next").last.click()
+        await expect(page.get_by_text("Set up an agent: 2 of 2").last).to_be_visible(timeout=20_000)
+        await page.get_by_role("button", name="Review plan").last.click()
+        await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
+        await page.get_by_role("button", name="Approve").last.click()
+        await expect(page.get_by_text("You can't approve this plan").last).to_be_visible(timeout=20_000)
+        await shot(page, "6-unauthorised-click")
     assert await bot.service.list_jobs() == []
 
 
 async def test_a_team_channel_with_an_at_mention(page: Any) -> None:
     from playwright.async_api import expect
 
-    await page.get_by_text("General").first.click()
+    general = page.get_by_text("General", exact=True).first
+    post = page.get_by_role("button", name="Post")
+    for _ in range(3):  # the channel list can take a click before it is ready; the channel view has a Post button
+        await general.click()
+        try:
+            await expect(post).to_be_visible(timeout=5_000)
+            break
+        except AssertionError:
+            continue
+    await expect(post).to_be_visible()
     box = page.locator("[contenteditable=true]").first
     await box.click()
     await page.keyboard.type("@")
