@@ -91,6 +91,7 @@ class Settings:
     publish_timeout: timedelta = timedelta(seconds=300)
     replication_settle: timedelta = timedelta(seconds=30)
     lease_ttl: timedelta = timedelta(seconds=30)
+    agent_list_max_age: timedelta = timedelta(seconds=30)
 
     @property
     def graph_resource(self) -> str:
@@ -180,4 +181,5 @@ class Settings:
             publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
             replication_settle=duration("REPLICATION_SETTLE", timedelta(seconds=30)),
             lease_ttl=duration("LEASE_TTL", timedelta(seconds=30)),
+            agent_list_max_age=duration("AGENT_LIST_MAX_AGE", timedelta(seconds=30)),
         )

@@ -104,6 +104,8 @@ class ProvisioningService:
         self._clients: list[httpx.AsyncClient] = []
         self._job_locks: dict[str, asyncio.Lock] = {}
         self._audit_buffer: list[tuple[str, str, str, int, str]] = []
+        self._agents: tuple[float, list[AgentSummary]] | None = None
+        self._agents_reading: asyncio.Task[list[AgentSummary]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -180,6 +182,24 @@ class ProvisioningService:
     # ---- agents and plans -------------------------------------------------------------------------------------
 
     async def list_agents(self) -> list[AgentSummary]:
+        """The agents in every configured environment, at most AGENT_LIST_MAX_AGE old.
+
+        Every `/setup copilot` shows this list, so it is read once and shared: concurrent callers wait for the same
+        Dataverse read. A plan always re-reads its agent, so a list a few seconds old never decides what changes.
+        """
+        now = time.monotonic()
+        if self._agents is not None and now - self._agents[0] < self.settings.agent_list_max_age.total_seconds():
+            return list(self._agents[1])
+        if self._agents_reading is None or self._agents_reading.done():
+            self._agents_reading = asyncio.create_task(self._read_agents())
+        return list(await asyncio.shield(self._agents_reading))
+
+    def forget_agents(self) -> None:
+        """Drop the cached agent list (an agent was changed here), so the next listing reads Dataverse."""
+        self._agents = None
+
+    async def _read_agents(self) -> list[AgentSummary]:
+        started = time.monotonic()
         results = await asyncio.gather(*(client.list_bots() for client in self.dataverse.values()))
         agents = [
             AgentSummary(environment_url=url, bot_id=b["botid"], name=b["name"], schema_name=b["schemaname"],
@@ -187,7 +207,9 @@ class ProvisioningService:
             for url, bots in zip(self.dataverse, results, strict=True) for b in bots
         ]
         order = {url: i for i, url in enumerate(self.settings.dataverse_urls)}  # environments in DATAVERSE_URL's order
-        return sorted(agents, key=lambda a: (order.get(a.environment_url, len(order)), a.name.lower()))
+        agents.sort(key=lambda a: (order.get(a.environment_url, len(order)), a.name.lower()))
+        self._agents = (started, agents)
+        return agents
 
     async def _resolve_agent(self, request: SetupRequest) -> AgentSummary | None:
         client = self.dataverse[request.agent.environment_url.rstrip("/")]
@@ -310,6 +332,7 @@ class ProvisioningService:
             self._flush_audit(c, job_id)
 
         await self.journal.tx(fn)
+        self.forget_agents()  # a step may have changed the agent (authentication, publish time)
         await self.journal.notify()
 
     async def step_failed(self, job_id: str, name: str, exc: ProvisioningError) -> None:
@@ -408,6 +431,7 @@ class ProvisioningService:
             Journal.audit(c, job_id, actor.to_dict(), action, {"step": step.value, "result": message})
 
         await self.journal.tx(fn)
+        self.forget_agents()
         await self.journal.notify()
 
     async def _start_propagation(self, job_id: str, actor: Actor) -> None:

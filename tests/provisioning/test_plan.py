@@ -118,3 +118,56 @@ async def test_partly_done_setup_plans_updates(sandbox: Sandbox, service: Provis
     assert [(c.field, c.before, c.after) for c in steps[StepName.APP_REGISTRATION].changes] == [("signInAudience", "AzureADMultipleOrgs", "AzureADMyOrg")]
     assert steps[StepName.CLIENT_SECRET].action == StepAction.NO_CHANGE
     assert steps[StepName.COPILOT_AUTHENTICATION].action == StepAction.MANUAL
+
+
+async def test_the_agent_list_is_read_once_for_concurrent_callers_and_again_when_old(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    service = make_service(sandbox, tmp_path / "svc", run_worker=False, AGENT_LIST_MAX_AGE="0.3s")
+    await service.start()
+    try:
+        client = next(iter(service.dataverse.values()))
+        reads = 0
+        real = client.list_bots
+
+        async def counted() -> list:  # type: ignore[type-arg]
+            nonlocal reads
+            reads += 1
+            return await real()
+
+        client.list_bots = counted  # type: ignore[method-assign]
+        lists = await asyncio.gather(*(service.list_agents() for _ in range(20)))
+        assert reads == 1 and all(names == lists[0] for names in lists) and lists[0]
+        lists[0].clear()  # callers get their own copy
+        assert await service.list_agents() and reads == 1
+        await asyncio.sleep(0.35)
+        assert await service.list_agents() and reads == 2
+        service.forget_agents()
+        assert await service.list_agents() and reads == 3
+    finally:
+        await service.close()
+
+
+async def test_finishing_a_step_drops_the_cached_agent_list(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(sandbox, tmp_path / "svc", run_worker=False)
+    await service.start()
+    try:
+        client = next(iter(service.dataverse.values()))
+        reads = 0
+        real = client.list_bots
+
+        async def counted() -> list:  # type: ignore[type-arg]
+            nonlocal reads
+            reads += 1
+            return await real()
+
+        client.list_bots = counted  # type: ignore[method-assign]
+        await service.list_agents()
+        job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
+        await service.list_agents()
+        assert reads == 1
+        await service.step_done(job.id, StepName.APP_REGISTRATION.value, {}, "created")
+        await service.list_agents()
+        assert reads == 2
+    finally:
+        await service.close()
