@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Mapping
 
 from aiohttp import web
-from botbuilder.core import ConversationState, UserState
 
 from bot.adapter import create_adapter
 from bot.authz import AccessPolicy
@@ -19,6 +18,7 @@ from bot.conversations import ConversationStore
 from bot.errors import ConfigError
 from bot.job_actions import JobActions
 from bot.notifier import Notifier
+from bot.state import SetupConversationState, SetupUserState
 from bot.storage import SqliteStorage
 from bot.web import create_app
 from dialogs.setup_dialog import SetupDialog
@@ -46,7 +46,7 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
     conversations = ConversationStore(storage)
     job_actions = JobActions(service=service, conversations=conversations, policy=policy, bot_settings=settings)
     dialog = SetupDialog(service=service, policy=policy, job_actions=job_actions)
-    bot = SetupBot(conversation_state=ConversationState(storage), user_state=UserState(storage), service=service,
+    bot = SetupBot(conversation_state=SetupConversationState(storage), user_state=SetupUserState(storage), service=service,
                    policy=policy, job_actions=job_actions, dialog=dialog)
     notifier = Notifier(adapter=adapter, app_id=settings.app_id, service=service, conversations=conversations, storage=storage)
 

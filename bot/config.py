@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from provisioning.config import environment
 
@@ -14,6 +15,9 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
+# Where the Bot Connector's signing keys are published, and who issues its tokens (public cloud)
+OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+TOKEN_ISSUER = "https://api.botframework.com"
 
 
 def _ids(raw: str) -> frozenset[str]:
@@ -27,6 +31,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _url(e: Mapping[str, str], name: str, default: str) -> str:
+    """An https URL (http only for a loopback host, i.e. local tests), without a trailing slash."""
+    raw = e.get(name, "").strip() or default
+    parts = urlsplit(raw)
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
+        raise ConfigError(name, f"{name} must be an https URL, got '{raw}'.")
+    return raw.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,10 @@ class BotSettings:
     require_second_approver: bool = False
     state_db: Path = Path("data/state.db")
     max_body_bytes: int = 256 * 1024
+    authority_host: str = "https://login.microsoftonline.com"
+    openid_metadata_url: str = OPENID_METADATA_URL
+    token_issuer: str = TOKEN_ISSUER
+    ca_bundle: str | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -84,6 +101,10 @@ class BotSettings:
             setup_requesters=_ids(e.get("SETUP_REQUESTERS", "")), setup_approvers=_ids(e.get("SETUP_APPROVERS", "")),
             allowed_tenant_ids=_ids(e.get("ALLOWED_TENANT_IDS", "")), require_second_approver=flag in ("true", "1", "yes"),
             state_db=Path(e.get("STATE_DB", "").strip() or "data/state.db"),
+            authority_host=_url(e, "BOT_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+            openid_metadata_url=_url(e, "BOT_OPENID_METADATA_URL", OPENID_METADATA_URL),
+            token_issuer=e.get("BOT_TOKEN_ISSUER", "").strip() or TOKEN_ISSUER,
+            ca_bundle=(e.get("REQUESTS_CA_BUNDLE", "") or e.get("SSL_CERT_FILE", "")).strip() or None,
         )
         for name, value in (("SETUP_REQUESTERS", settings.setup_requesters), ("SETUP_APPROVERS", settings.setup_approvers),
                             ("ALLOWED_TENANT_IDS", settings.allowed_tenant_ids)):

@@ -12,8 +12,8 @@ import random
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
+import aiohttp
 from botbuilder.core import MessageFactory, Storage, TurnContext
-from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationReference, Mention
 
 import cards
@@ -21,7 +21,9 @@ from provisioning import ProvisioningService
 from provisioning.models import Event, EventKind, JobView, StepName, StepStatus
 from provisioning.steps.base import COPILOT_STUDIO, entra_link
 
+from .adapter import SetupAdapter
 from .conversations import ConversationStore, JobConversation
+from .errors import ConnectorError
 from .job_actions import new_card_id
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ def delay_text(seconds: float) -> str:
 
 
 class Notifier:
-    def __init__(self, *, adapter: CloudAdapter, app_id: str, service: ProvisioningService, conversations: ConversationStore,
+    def __init__(self, *, adapter: SetupAdapter, app_id: str, service: ProvisioningService, conversations: ConversationStore,
                  storage: Storage) -> None:
         self.adapter = adapter
         self.app_id = app_id
@@ -146,9 +148,13 @@ class Notifier:
             try:
                 await self.adapter.continue_conversation(reference, callback, self.app_id)
                 return
-            except Exception as exc:  # noqa: BLE001 - connector 429/5xx: back off, then try again
-                status = getattr(getattr(exc, "response", None), "status_code", None)
-                if attempt == 4 or (status is not None and status < 500 and status not in (412, 429)):
+            except ConnectorError as exc:  # 429/5xx: back off (as long as Retry-After asks, up to 30 s), then try again
+                if attempt == 4 or not exc.transient:
+                    raise
+                backoff = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(min(30.0, max(backoff, exc.retry_after or 0.0)))
+            except (aiohttp.ClientError, asyncio.TimeoutError):  # the connection failed: the same backoff
+                if attempt == 4:
                     raise
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0))
 

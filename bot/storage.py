@@ -1,11 +1,10 @@
 """botbuilder `Storage` in SQLite: durable conversation and user state, with etag concurrency as the interface
 defines it (None or "*" write unconditionally; "" is an error; any other etag must match). Blocking calls run
-off the event loop. Documents are serialized with jsonpickle, like botbuilder's Azure stores."""
+off the event loop. Documents are written by bot/state_codec.py (plain JSON; older jsonpickle rows still read)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import threading
@@ -13,8 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
-import jsonpickle
 from botbuilder.core import Storage, StoreItem
+
+from . import state_codec
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS bot_state (key TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL)"
 
@@ -62,7 +62,7 @@ class SqliteStorage(Storage):  # type: ignore[misc]
             rows = conn.execute(f"SELECT key, etag, doc FROM bot_state WHERE key IN ({marks})", list(keys)).fetchall()
             out: Dict[str, object] = {}
             for key, etag, doc in rows:
-                item = jsonpickle.decode(doc)
+                item = state_codec.loads(doc)
                 if isinstance(item, dict):
                     item["e_tag"] = etag
                 elif isinstance(item, StoreItem) or hasattr(item, "e_tag"):
@@ -124,9 +124,7 @@ def _encode(item: Any) -> str:
         item = {k: v for k, v in item.items() if k != "e_tag"}
     elif hasattr(item, "e_tag"):
         item = _without_etag(item)
-    text: str = jsonpickle.encode(item)
-    json.loads(text)  # fail here, not on the next read, if it is not JSON
-    return text
+    return state_codec.dumps(item)
 
 
 def _without_etag(item: Any) -> Any:

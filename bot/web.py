@@ -1,8 +1,10 @@
-"""The bot's HTTP front door: /api/messages (through botbuilder's CloudAdapter), /healthz and /readyz.
+"""The bot's HTTP front door: /api/messages, /healthz and /readyz.
 
-Bad requests get a 4xx with a JSON reason, never a 500: too large (413), not JSON (400, or 415 for another
-media type), not an activity (400). With inbound authentication off (no MicrosoftAppId, loopback only), a
-serviceUrl that is not loopback is refused too, so the bot never posts to an address a request names.
+Each activity is parsed and read once, here, then handed to the adapter. Bad requests get a 4xx with a JSON
+reason, never a 500: too large (413), not JSON (400, or 415 for another media type), not an activity (400), no
+valid Bot Framework token (401). With inbound authentication off (no MicrosoftAppId, loopback only), a serviceUrl
+that is not loopback is refused too, so the bot never posts to an address a request names. Invoke responses are
+written here, as JSON, with the status the bot chose.
 Shutdown stops taking requests and lets turns in flight finish (bounded).
 """
 
@@ -16,10 +18,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from botbuilder.core import Bot
-from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
+from .adapter import SetupAdapter
 from .config import BotSettings, is_loopback
+from .errors import Unauthenticated
+from .wire import to_wire
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool]]
@@ -50,8 +54,24 @@ def _bad(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
+class NotAnActivity(ValueError):
+    pass
+
+
+def read_activity(body: Any, settings: BotSettings) -> Activity:
+    """The activity in this body, or NotAnActivity saying why the bot cannot act on it."""
+    reason = problem(body, settings)
+    if reason:
+        raise NotAnActivity(reason)
+    try:
+        activity: Activity = Activity().deserialize(body)
+    except Exception as exc:  # noqa: BLE001 - msrest raises many kinds; all mean "not an activity"
+        raise NotAnActivity(f"the activity could not be read ({type(exc).__name__})") from None
+    return activity
+
+
 def problem(body: Any, settings: BotSettings) -> str | None:
-    """Why this body is not an activity the bot can act on, or None."""
+    """Why this body is not an activity the bot can act on, or None (checks the shape; msrest reads the rest)."""
     if not isinstance(body, dict):
         return "the body must be a JSON object (an activity)"
     kind = body.get("type")
@@ -71,17 +91,13 @@ def problem(body: Any, settings: BotSettings) -> str | None:
         return "'serviceUrl' is not an http(s) URL"
     if not settings.auth_enabled and not is_loopback(url.hostname):
         return "inbound authentication is off (no MicrosoftAppId), so only a loopback serviceUrl is accepted"
-    try:
-        Activity().deserialize(body)
-    except Exception as exc:  # noqa: BLE001 - msrest raises many kinds; all mean "not an activity"
-        return f"the activity could not be read ({type(exc).__name__})"
     return None
 
 
 def create_app(
     *,
     settings: BotSettings,
-    adapter: CloudAdapter,
+    adapter: SetupAdapter,
     bot: Bot,
     readiness: Mapping[str, Check] | None = None,
     on_startup: Sequence[Callable[[web.Application], Awaitable[None]]] = (),
@@ -103,18 +119,22 @@ def create_app(
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return _bad(400, "the body is not valid JSON")
-        reason = problem(body, settings)
-        if reason:
-            return _bad(400, reason)
+        try:
+            activity = read_activity(body, settings)
+        except NotAnActivity as exc:
+            return _bad(400, str(exc))
         with app[IN_FLIGHT]:
             try:
-                response = await adapter.process(request, bot)
-            except web.HTTPException:
-                raise
+                invoke = await adapter.handle(activity, request.headers.get("Authorization", ""), bot.on_turn)
+            except Unauthenticated as exc:
+                log.info("refused an unauthenticated request: %s", exc.reason)
+                return _bad(401, f"unauthorized: {exc.reason}")
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("activity refused: %s", type(exc).__name__)
                 return _bad(400, "the activity could not be processed")
-        return response if response is not None else web.Response(status=201)
+        if invoke is None:
+            return web.Response(status=201)
+        return web.json_response(to_wire(invoke.body), status=int(invoke.status or 200))
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -144,4 +164,9 @@ def create_app(
     app.on_startup.extend(on_startup)
     app.on_shutdown.append(drain)
     app.on_shutdown.extend(on_shutdown)
+
+    async def close_adapter(_app: web.Application) -> None:  # after on_shutdown: the notifier may post until then
+        await adapter.close()
+
+    app.on_cleanup.append(close_adapter)
     return app

@@ -24,6 +24,9 @@ from .operator import Operator
 from .store import Store
 from .tls import ensure_certificates, server_context
 
+# The Bot Connector: a bot asks Entra for a token to this resource to post its replies
+BOT_FRAMEWORK_RESOURCE = "https://api.botframework.com"
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -86,7 +89,7 @@ class Sandbox:
             }
             await self.store.put("meta", "tenant", meta)
         tenant_id = meta["tenant_id"]
-        self.entra = Entra(tenant_id=tenant_id, identities=self.identities, key_pem=meta["key_pem"].encode(), resources=[GRAPH_RESOURCE])
+        self.entra = Entra(tenant_id=tenant_id, identities=self.identities, key_pem=meta["key_pem"].encode(), resources=[GRAPH_RESOURCE, BOT_FRAMEWORK_RESOURCE])
         self.graph = Graph(
             store=self.store, entra=self.entra, faults=self.faults,
             publisher_domain="contoso.onmicrosoft.com", max_password_lifetime=self.options.max_password_lifetime,

@@ -51,7 +51,7 @@ class Entra:
         assert isinstance(key, RSAPrivateKey)
         self._key = key
         self._kid = uuid.uuid5(uuid.NAMESPACE_URL, tenant_id).hex[:16]
-        self.resources = resources  # Graph + every Dataverse origin
+        self.resources = resources  # Graph, the Bot Connector, every Dataverse origin
         self.base_url = ""  # set once the server listens
 
     @staticmethod

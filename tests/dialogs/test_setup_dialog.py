@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
-from botbuilder.core import ConversationState, MemoryStorage, UserState
+from botbuilder.core import MemoryStorage
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
@@ -15,6 +15,7 @@ from bot.bot import SetupBot
 from bot.config import BotSettings
 from bot.conversations import ConversationStore
 from bot.job_actions import JobActions
+from bot.state import SetupConversationState, SetupUserState
 from dialogs.setup_dialog import SetupDialog, default_values, request_from
 from provisioning import ProvisioningService
 from provisioning.models import AgentSummary
@@ -44,7 +45,7 @@ def make_adapter(service: ProvisioningService, **env: str) -> TestAdapter:
     settings = BotSettings.from_env({"HOST": "127.0.0.1", **env}, dotenv=None)
     policy = AccessPolicy(settings)
     actions = JobActions(service=service, conversations=ConversationStore(storage), policy=policy, bot_settings=settings)
-    bot = SetupBot(conversation_state=ConversationState(storage), user_state=UserState(storage), service=service, policy=policy,
+    bot = SetupBot(conversation_state=SetupConversationState(storage), user_state=SetupUserState(storage), service=service, policy=policy,
                    job_actions=actions, dialog=SetupDialog(service=service, policy=policy, job_actions=actions))
     return TestAdapter(bot.on_turn, template())
 

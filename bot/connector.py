@@ -1,0 +1,111 @@
+"""Replies to the Bot Connector on one pooled aiohttp session.
+
+botbuilder's CloudAdapter builds a msrest `ConnectorClient` for every turn and posts each reply through
+`requests` on a thread pool, on a new TCP connection that closes only when garbage-collected. Here the adapter
+gets a connector factory that hands out one small client per (service URL, audience), all posting on one
+keep-alive session, with the bot's token (if it has an app id) from `BotTokens`.
+
+The clients implement the four conversation operations the adapter uses (send, reply, update, delete) with the
+Bot Connector REST API's paths and bodies. A non-2xx answer raises `ConnectorError` with the status, Retry-After
+and the connector's error code, so callers can tell "try again later" from "this will never work".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Protocol
+from urllib.parse import quote
+
+import aiohttp
+from botbuilder.schema import Activity, ResourceResponse
+from botframework.connector.auth import ConnectorFactory
+
+from .errors import ConnectorError
+from .wire import to_wire
+
+log = logging.getLogger(__name__)
+TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+class TokenSource(Protocol):
+    async def token(self, audience: str) -> str | None:
+        """A bearer token for calls to `audience`, or None when the bot has no app id (local testing only)."""
+
+
+class Conversations:
+    """The `conversations` operations of the Bot Connector REST API that the adapter calls."""
+
+    def __init__(self, pool: "ConnectorPool", service_url: str, audience: str) -> None:
+        self._pool = pool
+        self._base = service_url.rstrip("/") + "/v3/conversations/"
+        self._audience = audience
+
+    async def send_to_conversation(self, conversation_id: str, activity: Activity) -> ResourceResponse:
+        return await self._call("POST", f"{quote(conversation_id, safe='')}/activities", activity)
+
+    async def reply_to_activity(self, conversation_id: str, activity_id: str, activity: Activity) -> ResourceResponse:
+        return await self._call("POST", f"{quote(conversation_id, safe='')}/activities/{quote(activity_id, safe='')}", activity)
+
+    async def update_activity(self, conversation_id: str, activity_id: str, activity: Activity) -> ResourceResponse:
+        return await self._call("PUT", f"{quote(conversation_id, safe='')}/activities/{quote(activity_id, safe='')}", activity)
+
+    async def delete_activity(self, conversation_id: str, activity_id: str) -> None:
+        await self._call("DELETE", f"{quote(conversation_id, safe='')}/activities/{quote(activity_id, safe='')}", None)
+
+    async def _call(self, method: str, path: str, activity: Activity | None) -> ResourceResponse:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        token = await self._pool.tokens.token(self._audience)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(to_wire(activity)).encode() if activity is not None else None
+        session = self._pool.session()
+        async with session.request(method, self._base + path, data=data, headers=headers) as response:
+            body = await response.read()
+            if response.status >= 300:
+                raise ConnectorError.from_response(method, response.status, response.headers, body)
+        try:
+            answer = json.loads(body) if body else {}
+        except ValueError:
+            answer = {}
+        return ResourceResponse(id=answer.get("id")) if isinstance(answer, dict) else ResourceResponse()
+
+
+class Client:
+    """Stands in for msrest's ConnectorClient inside a turn: the adapter only uses `.conversations`."""
+
+    def __init__(self, pool: "ConnectorPool", service_url: str, audience: str) -> None:
+        self.conversations = Conversations(pool, service_url, audience)
+        self.service_url = service_url
+
+
+class ConnectorPool(ConnectorFactory):  # type: ignore[misc]
+    """The connector factory for every turn and proactive message: one session, one client per URL and audience."""
+
+    def __init__(self, tokens: TokenSource, default_audience: str) -> None:
+        self.tokens = tokens
+        self.default_audience = default_audience
+        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[tuple[str, str], Client] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # keep-alive connections, reused across turns; the limit per host bounds sockets under load
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=32, keepalive_timeout=30), timeout=TIMEOUT)
+        return self._session
+
+    async def create(self, service_url: str, audience: str | None = None) -> Client:
+        key = (service_url, audience or self.default_audience)
+        client = self._clients.get(key)
+        if client is None:
+            if len(self._clients) > 1000:  # service URLs are per region; many means something odd: do not grow forever
+                self._clients.clear()
+            client = self._clients[key] = Client(self, *key)
+        return client
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+

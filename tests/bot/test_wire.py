@@ -1,0 +1,134 @@
+"""The fast paths that replace msrest and jsonpickle give what those libraries give."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonpickle
+from botbuilder.core import MessageFactory, TurnContext
+from botbuilder.dialogs import DialogInstance, DialogState, PromptOptions
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    Attachment,
+    CardAction,
+    ChannelAccount,
+    ConversationAccount,
+    Entity,
+    Mention,
+    SuggestedActions,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cards
+from bot import state_codec
+from bot.storage import SqliteStorage
+from bot.wire import to_wire
+
+INBOUND = {
+    "type": "message", "id": "1", "timestamp": "2026-11-24T12:00:00.123Z", "channelId": "msteams", "serviceUrl": "http://127.0.0.1:1/",
+    "from": {"id": "29:u", "name": "Riley", "aadObjectId": "00000000-0000-0000-0000-000000000001"},
+    "conversation": {"id": "19:c@thread.tacv2;messageid=1", "conversationType": "channel", "tenantId": "t"},
+    "recipient": {"id": "28:bot", "name": "Bot"}, "text": "<at>Bot</at> setup copilot", "locale": "en-US",
+    "entities": [{"type": "mention", "mentioned": {"id": "28:bot", "name": "Bot"}, "text": "<at>Bot</at>"},
+                 {"type": "clientInfo", "locale": "en-US", "country": "US"}],
+    "channelData": {"tenant": {"id": "t"}, "team": {"id": "19:team"}},
+}
+
+
+def _msrest(activity: Activity) -> Any:
+    return activity.serialize()
+
+
+def _same(a: Any, b: Any) -> None:
+    """Equal JSON, with timestamps compared as instants (msrest writes microseconds, we write ISO 8601)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if isinstance(v, str) and len(v) > 18 and v[4] == "-" and v[10] == "T":
+            try:
+                return datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                return v
+        return v
+    assert norm(a) == norm(b)
+
+
+def test_replies_the_bot_sends_serialize_as_msrest_does() -> None:
+    inbound = Activity().deserialize(INBOUND)
+    reference = TurnContext.get_conversation_reference(inbound)
+    replies = [
+        MessageFactory.attachment(cards.as_attachment(cards.notice_card("Cancelled", "Nothing was changed."))),
+        MessageFactory.text("Something went wrong on my side"),
+        Activity(type=ActivityTypes.message, text="<at>Riley</at>, done", timestamp=datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc),
+                 entities=[Mention(mentioned=ChannelAccount(id="29:u", name="Riley"), text="<at>Riley</at>", type="mention")],
+                 suggested_actions=SuggestedActions(actions=[CardAction(type="imBack", title="Status", value="status")]),
+                 attachments=[Attachment(content_type="application/vnd.microsoft.card.adaptive", content={"type": "AdaptiveCard", "body": []})]),
+        inbound,  # what the bot received, entities with extra properties included
+    ]
+    for reply in replies:
+        activity = TurnContext.apply_conversation_reference(reply, reference)
+        _same(to_wire(activity), _msrest(activity))
+        json.dumps(to_wire(activity))
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=40), name=st.one_of(st.none(), st.text(max_size=10)),
+       extra=st.dictionaries(st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=8), st.booleans()), max_size=3))
+def test_any_message_serializes_as_msrest_does(text: str, name: str | None, extra: dict[str, Any]) -> None:
+    activity = Activity(type="message", text=text, from_property=ChannelAccount(id="28:b", name=name),
+                        conversation=ConversationAccount(id="a:1", is_group=False), channel_data=extra,
+                        entities=[Entity(type="clientInfo")])
+    _same(to_wire(activity), _msrest(activity))
+
+
+def _dialog_state() -> dict[str, Any]:
+    prompt = PromptOptions(validations={"card": "c1", "verbs": ["form.submit"], "who": "requester", "requester": "oid"})
+    stack = [DialogInstance("card-prompt", {"options": prompt, "state": {}}),
+             DialogInstance("setup-waterfall", {"options": {}, "values": {"agents": [{"name": "Contoso", "bot_id": "b"}], "$odd": 1},
+                                                 "stepIndex": 0, "when": datetime(2026, 11, 24, tzinfo=timezone.utc), "pair": (1, "x")})]
+    return {"DialogState": DialogState(stack), "e_tag": "*"}
+
+
+def test_dialog_state_round_trips_and_its_fingerprint_tracks_changes() -> None:
+    state = _dialog_state()
+    back = state_codec.loads(state_codec.dumps(state))
+    assert isinstance(back["DialogState"], DialogState)
+    first, second = back["DialogState"].dialog_stack
+    assert isinstance(first, DialogInstance) and isinstance(first.state["options"], PromptOptions)
+    assert first.state["options"].validations["verbs"] == ["form.submit"]
+    assert second.state["values"] == {"agents": [{"name": "Contoso", "bot_id": "b"}], "$odd": 1}
+    assert second.state["when"] == datetime(2026, 11, 24, tzinfo=timezone.utc) and second.state["pair"] == (1, "x")
+    assert state_codec.fingerprint(back) == state_codec.fingerprint(state)
+    second.state["stepIndex"] = 1
+    assert state_codec.fingerprint(back) != state_codec.fingerprint(state)
+
+
+def test_a_stored_row_cannot_name_a_class_outside_botbuilder() -> None:
+    import pytest
+
+    evil = json.dumps({"$codec": 1, "v": {"$t": "subprocess:Popen", "$v": {}}})
+    with pytest.raises(ValueError, match="outside botbuilder"):
+        state_codec.loads(evil)
+
+
+async def test_rows_written_by_the_previous_version_still_read(tmp_path: Path) -> None:
+    store = SqliteStorage(tmp_path / "bot.db")
+    try:
+        await store.write({"k": {"n": 1}})
+        legacy = jsonpickle.encode(_dialog_state())
+
+        def put(conn: Any) -> None:
+            conn.execute("UPDATE bot_state SET doc = ? WHERE key = 'k'", (legacy,))
+
+        await store._run(put)
+        item = (await store.read(["k"]))["k"]
+        assert isinstance(item["DialogState"], DialogState) and len(item["DialogState"].dialog_stack) == 2
+    finally:
+        await store.close()
