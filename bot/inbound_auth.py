@@ -78,6 +78,8 @@ class InboundAuth:
             raise Unauthenticated("the token was not issued by the Bot Framework") from None
         except jwt.InvalidSignatureError:
             raise Unauthenticated("the token's signature is not valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"the token has no '{exc.claim}' claim") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token is not valid ({type(exc).__name__})") from None
         if key.endorsements is not None and activity.channel_id not in key.endorsements:
