@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Mapping
 
 from aiohttp import web
 
+import cards
 from bot.adapter import create_adapter
 from bot.authz import AccessPolicy
 from bot.bot import SetupBot
@@ -36,6 +38,11 @@ class BotApp:
     notifier: Notifier
 
 
+def _report_card_loading(loading: asyncio.Future[None]) -> None:
+    if not loading.cancelled() and loading.exception() is not None:
+        log.error("the Adaptive Card models did not load: %r", loading.exception())
+
+
 def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env"), service_options: dict | None = None) -> BotApp:  # type: ignore[type-arg]
     settings = BotSettings.from_env(env, dotenv=dotenv)
     provisioning_settings = Settings.from_env(env, dotenv=dotenv)
@@ -50,9 +57,19 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
                    policy=policy, job_actions=job_actions, dialog=dialog)
     notifier = Notifier(adapter=adapter, app_id=settings.app_id, service=service, conversations=conversations, storage=storage)
 
+    warm_up: list[asyncio.Future[None]] = []
+
     async def startup(_app: web.Application) -> None:
+        # The Adaptive Card models load in a worker thread while the bot starts answering (see cards/__init__.py);
+        # /readyz reports "cards" until they are in.
         await service.start()
         await notifier.start()
+        loading = asyncio.ensure_future(asyncio.to_thread(cards.load_all))
+        loading.add_done_callback(_report_card_loading)
+        warm_up.append(loading)
+
+    async def cards_loaded() -> bool:
+        return bool(warm_up) and warm_up[0].done() and not warm_up[0].cancelled() and warm_up[0].exception() is None
 
     async def shutdown(_app: web.Application) -> None:
         await notifier.stop()
@@ -63,7 +80,8 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
         return notifier.alive
 
     web_app = create_app(settings=settings, adapter=adapter, bot=bot,
-                         readiness={"storage": storage.ping, "provisioning": service.ready, "notifier": notifier_alive},
+                         readiness={"storage": storage.ping, "provisioning": service.ready, "notifier": notifier_alive,
+                                    "cards": cards_loaded},
                          on_startup=[startup], on_shutdown=[shutdown])
     return BotApp(web_app, settings, service, storage, notifier)
 
