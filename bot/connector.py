@@ -6,14 +6,18 @@ gets a connector factory that hands out one small client per (service URL, audie
 keep-alive session, with the bot's token (if it has an app id) from `BotTokens`.
 
 The clients implement the four conversation operations the adapter uses (send, reply, update, delete) with the
-Bot Connector REST API's paths and bodies. A non-2xx answer raises `ConnectorError` with the status, Retry-After
-and the connector's error code, so callers can tell "try again later" from "this will never work".
+Bot Connector REST API's paths and bodies. 429 and 5xx answers and lost connections are tried again a few times
+(after Retry-After when the connector sends one, capped at 10 s), so a throttled Teams does not fail a turn. What
+still fails raises `ConnectorError` with the status, Retry-After and the connector's error code, so callers can
+tell "try again later" from "this will never work".
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 from typing import Protocol
 from urllib.parse import quote
 
@@ -26,6 +30,8 @@ from .wire import to_wire
 
 log = logging.getLogger(__name__)
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+ATTEMPTS = 4  # a throttled (429) or failing (5xx) post is tried again, as the Bot Connector asks, a few times
+MAX_RETRY_AFTER_S = 10.0
 
 
 class TokenSource(Protocol):
@@ -54,11 +60,27 @@ class Conversations:
         await self._call("DELETE", f"{quote(conversation_id, safe='')}/activities/{quote(activity_id, safe='')}", None)
 
     async def _call(self, method: str, path: str, activity: Activity | None) -> ResourceResponse:
+        data = json.dumps(to_wire(activity)).encode() if activity is not None else None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await self._once(method, path, data)
+            except ConnectorError as exc:
+                if attempt == ATTEMPTS or not exc.transient or exc.status == 0:
+                    raise
+                delay = min(MAX_RETRY_AFTER_S, exc.retry_after) if exc.retry_after is not None else _backoff(attempt)
+                log.info("the Bot Connector answered %d to %s; trying again in %.1f s", exc.status, method, delay)
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                if attempt == ATTEMPTS:
+                    raise ConnectorError(f"Could not reach the Bot Connector for {method}: {type(exc).__name__}", status=503) from None
+                delay = _backoff(attempt)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _once(self, method: str, path: str, data: bytes | None) -> ResourceResponse:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         token = await self._pool.tokens.token(self._audience)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(to_wire(activity)).encode() if activity is not None else None
         session = self._pool.session()
         async with session.request(method, self._base + path, data=data, headers=headers) as response:
             body = await response.read()
@@ -69,6 +91,10 @@ class Conversations:
         except ValueError:
             answer = {}
         return ResourceResponse(id=answer.get("id")) if isinstance(answer, dict) else ResourceResponse()
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(4.0, 0.2 * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
 class Client:

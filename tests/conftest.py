@@ -13,6 +13,10 @@ pytest_plugins = sorted(
 pytest.register_assert_rewrite(*pytest_plugins)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the reliability suite's long version (minutes, not seconds)")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Keep each test's call report on the item, so fixtures can save evidence when a test failed."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from aiohttp import web
 from botbuilder.schema import Activity
 
@@ -63,14 +66,15 @@ async def test_operations_use_the_rest_paths_one_connection_and_the_bots_token()
     assert set(tokens.audiences) == {"https://api.botframework.com"}
 
 
-async def test_no_token_no_header_and_failures_are_typed() -> None:
-    answers = [(429, {"error": {"code": "Throttled", "message": "Slow down"}}, {"Retry-After": "3"}),
+async def test_throttling_is_ridden_out_and_what_cannot_succeed_fails_typed() -> None:
+    answers = [(429, {"error": {"code": "Throttled", "message": "Slow down"}}, {"Retry-After": "1"}),
+               (200, {"id": "act-9"}, {}),
                (403, {"error": {"code": "BotNotInConversationRoster", "message": "The bot is not part of the conversation roster."}}, {}),
-               (502, None, {})]
-    headers_seen: list[str] = []
+               *[(502, None, {})] * 4]
+    seen: list[tuple[float, str]] = []
 
     async def handle(request: web.Request) -> web.Response:
-        headers_seen.append(request.headers.get("Authorization", "<none>"))
+        seen.append((time.monotonic(), request.headers.get("Authorization", "<none>")))
         status, body, headers = answers.pop(0)
         if body is None:
             return web.Response(status=status, text="<html>Bad gateway</html>")
@@ -80,18 +84,17 @@ async def test_no_token_no_header_and_failures_are_typed() -> None:
     pool = ConnectorPool(Tokens(None), "https://api.botframework.com")
     try:
         conversations = (await pool.create(url)).conversations
-        errors = []
-        for _ in range(3):
-            try:
-                await conversations.send_to_conversation("c", Activity(type="message", text="x"))
-            except ConnectorError as exc:
-                errors.append(exc)
+        sent = await conversations.send_to_conversation("c", Activity(type="message", text="x"))
+        with pytest.raises(ConnectorError) as roster:
+            await conversations.send_to_conversation("c", Activity(type="message", text="x"))
+        with pytest.raises(ConnectorError) as gateway:
+            await conversations.send_to_conversation("c", Activity(type="message", text="x"))
     finally:
         await pool.close()
         await runner.cleanup()
-    throttled, roster, gateway = errors
-    assert (throttled.status, throttled.code, throttled.retry_after, throttled.transient) == (429, "Throttled", 3.0, True)
-    assert "Slow down" in str(throttled)
-    assert (roster.status, roster.code, roster.transient) == (403, "BotNotInConversationRoster", False)
-    assert (gateway.status, gateway.transient) == (502, True)
-    assert headers_seen == ["<none>"] * 3
+    assert sent.id == "act-9" and seen[1][0] - seen[0][0] >= 0.95  # waited as Retry-After asked
+    assert (roster.value.status, roster.value.code, roster.value.transient) == (403, "BotNotInConversationRoster", False)
+    assert "not part of the conversation roster" in str(roster.value)
+    assert (gateway.value.status, gateway.value.transient) == (502, True)
+    assert len(seen) == 7 and answers == []  # 429 once + ok, 403 once (never retried), 502 four times
+    assert {auth for _, auth in seen} == {"<none>"}
