@@ -127,7 +127,11 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
                 return await self.job_actions.handle_invoke(turn_context)
             except ProvisioningError as exc:
                 return card_invoke(cards.notice_card("That did not work", exc.user_message(), style="error"))
-        return await super().on_invoke_activity(turn_context)
+        response: InvokeResponse = await super().on_invoke_activity(turn_context)
+        if response is not None and response.status == 501:
+            # botbuilder answers invokes nobody handles with 501; for Teams that is the sender's mistake, not a server error
+            return InvokeResponse(status=400, body={"error": f"This bot does not handle '{turn_context.activity.name or ''}' invokes."})
+        return response
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
         """Welcome once, when the bot itself is added. (Teams also sends installationUpdate for the same install;
