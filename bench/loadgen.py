@@ -5,8 +5,10 @@ every turn produced a reply. A turn's latency is the POST to /api/messages until
 sends its replies inside the turn, so they are included).
 
     python -m bench.loadgen --url http://127.0.0.1:3978/api/messages --conversations 16 --turns 400 \
-        --script echo|setup
-Prints one JSON object: turns, errors, replies, seconds, latencies (p50/p99/mean, ms).
+        --script echo|setup [--fresh]
+`--conversations` is how many run at once; with `--fresh` each one moves to a new conversation id after every pass
+through the script (so 64 concurrent workers can walk through 1,000 conversations).
+Prints one JSON object: turns, errors, replies, seconds, latencies (p50/p99/mean, ms) overall and per message text.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def run(url: str, conversations: int, turns: int, script: str, run_id: str) -> dict[str, Any]:
+async def run(url: str, conversations: int, turns: int, script: str, run_id: str, fresh: bool = False) -> dict[str, Any]:
     connector = Connector()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", connector.handle)
@@ -84,17 +86,21 @@ async def run(url: str, conversations: int, turns: int, script: str, run_id: str
     service_url = f"http://127.0.0.1:{port}/"
 
     latencies: list[float] = []
+    by_text: dict[str, list[float]] = {}
     errors: Counter[str] = Counter()
+    used: set[str] = set()
     counter = itertools.count()
     texts = SCRIPTS[script]
 
     async with ClientSession(connector=TCPConnector(limit=conversations + 4), timeout=ClientTimeout(total=60)) as http:
 
         async def conversation(n: int) -> None:
-            conv = f"a:bench-{run_id}-{n}"
             step = 0
             while next(counter) < turns:
-                body = activity(texts[step % len(texts)], conv, n, service_url)
+                conv = f"a:bench-{run_id}-{n}" + (f"-{step // len(texts)}" if fresh else "")
+                used.add(conv)
+                text = texts[step % len(texts)]
+                body = activity(text, conv, n, service_url)
                 step += 1
                 start = time.perf_counter()
                 try:
@@ -107,6 +113,7 @@ async def run(url: str, conversations: int, turns: int, script: str, run_id: str
                     errors[type(exc).__name__] += 1
                     continue
                 latencies.append((time.perf_counter() - start) * 1000)
+                by_text.setdefault(text, []).append(latencies[-1])
 
         started = time.perf_counter()
         await asyncio.gather(*(conversation(n) for n in range(conversations)))
@@ -123,6 +130,8 @@ async def run(url: str, conversations: int, turns: int, script: str, run_id: str
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "mean_ms": statistics.fmean(latencies) if latencies else 0.0,
+        "conversations_used": len(used),
+        "by_text": {t: {"turns": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)} for t, v in by_text.items()},
     }
 
 
@@ -133,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--script", choices=sorted(SCRIPTS), default="echo")
     parser.add_argument("--run-id", default=uuid.uuid4().hex[:8])
+    parser.add_argument("--fresh", action="store_true", help="a new conversation id after each pass through the script")
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.url, args.conversations, args.turns, args.script, args.run_id))
+    result = asyncio.run(run(args.url, args.conversations, args.turns, args.script, args.run_id, args.fresh))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
