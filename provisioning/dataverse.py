@@ -37,13 +37,17 @@ class DataverseClient:
     def __init__(self, http: MicrosoftHttp, environment_url: str) -> None:
         self.http = http
         self.environment_url = environment_url
+        self._organization_id: str | None = None
 
     async def who_am_i(self) -> dict[str, Any]:
         return dict((await self.http.request("GET", f"{API}/WhoAmI")).body)
 
     async def organization_id(self) -> str:
-        body = (await self.http.request("GET", f"{API}/organizations", params={"$select": "organizationid"})).body
-        return str(body["value"][0]["organizationid"])
+        """The environment's organization id (it never changes, so it is read once)."""
+        if self._organization_id is None:
+            body = (await self.http.request("GET", f"{API}/organizations", params={"$select": "organizationid"})).body
+            self._organization_id = str(body["value"][0]["organizationid"])
+        return self._organization_id
 
     async def list_bots(self) -> list[dict[str, Any]]:
         body = (await self.http.request("GET", f"{API}/bots", params={"$select": ",".join(BOT_COLUMNS), "$filter": "statecode eq 0"})).body

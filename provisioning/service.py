@@ -54,6 +54,7 @@ from .vault import Vault, load_key
 from .worker import Worker
 
 log = logging.getLogger(__name__)
+FRESH_FOR_S = 10.0  # how long reads made at approval or confirmation may stand in for the next run's own
 _current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job", default=None)
 STEP_BY_NAME: dict[str, Step] = {s.name.value: s for s in STEPS}
 
@@ -105,6 +106,7 @@ class ProvisioningService:
         self._job_locks: dict[str, asyncio.Lock] = {}
         self._audit_buffer: list[tuple[str, str, str, int, str]] = []
         self._agents: tuple[float, list[AgentSummary]] | None = None
+        self._fresh: dict[str, tuple[float, dict[str, asyncio.Future[Any]]]] = {}
         self._agents_reading: asyncio.Task[list[AgentSummary]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
@@ -211,23 +213,41 @@ class ProvisioningService:
         self._agents = (started, agents)
         return agents
 
-    async def _resolve_agent(self, request: SetupRequest) -> AgentSummary | None:
+    async def _resolve_agent(self, request: SetupRequest) -> tuple[AgentSummary | None, dict[str, Any] | None]:
         client = self.dataverse[request.agent.environment_url.rstrip("/")]
         bot = await client.find_bot(schema_name=request.agent.schema_name, bot_id=request.agent.bot_id)
         if bot is None:
-            return None
+            return None, None
         return AgentSummary(environment_url=client.environment_url, bot_id=bot["botid"], name=bot["name"],
                             schema_name=bot["schemaname"], authentication_mode=bot.get("authenticationmode"),
-                            published_on=bot.get("publishedon"))
+                            published_on=bot.get("publishedon")), bot
 
     async def plan(self, request: SetupRequest) -> Plan:
+        return (await self._plan(request))[0]
+
+    async def _plan(self, request: SetupRequest) -> tuple[Plan, StepContext]:
+        """Read the tenant in as few round trips as the data allows: the identity checks, the agent, the tenant's
+        secret policy and the organization id at once; then every step's own reads at once (reusing the agent)."""
         errors = validate_request(request, self.settings.dataverse_urls)
         if errors:
             raise ValidationFailed(errors)
         client = self.dataverse[request.agent.environment_url.rstrip("/")]
-        checks = await preflight_identity(self.tokens.roles(self.settings.graph_resource), client.who_am_i())
-        raise_if([], checks)
-        agent, policy, org_id = await asyncio.gather(self._resolve_agent(request), self.graph.get_app_management_policy(), client.organization_id())
+        roles = asyncio.ensure_future(self.tokens.roles(self.settings.graph_resource))
+        whoami = asyncio.ensure_future(client.who_am_i())
+        found = asyncio.ensure_future(self._resolve_agent(request))
+        policy_read = asyncio.ensure_future(self.graph.get_app_management_policy())
+        org_read = asyncio.ensure_future(client.organization_id())
+        reads: list[asyncio.Future[Any]] = [found, policy_read, org_read]
+        try:
+            checks = await preflight_identity(roles, whoami)
+            raise_if([], checks)
+        except BaseException:
+            for task in reads:
+                task.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            raise
+        await asyncio.gather(*reads)
+        (agent, bot), policy, org_id = found.result(), policy_read.result(), org_read.result()
         if agent is None:
             which = request.agent.schema_name or request.agent.bot_id
             raise ValidationFailed([FieldError("agent", f"No agent '{which}' in {client.environment_url}. Choose one from the list, or check its schema name in Copilot Studio → Settings → Advanced → Metadata.")])
@@ -235,9 +255,18 @@ class ProvisioningService:
         checks.append(policy_result)
         raise_if(validate_agent_name(request, agent.name) + ([policy_error] if policy_error else []), checks)
         ctx = self._context_for(request, agent, org_id, {})
+        ctx.know("bot", bot)
         steps = await read_steps(ctx)
-        plan = make_plan(request, agent, steps, checks)
-        return plan
+        return make_plan(request, agent, steps, checks), ctx
+
+    def hand_over(self, job_id: str, ctx: StepContext) -> None:
+        """Keep what was just read for the job's next run (its first run after approval, or the run after a person
+        confirmed a step), for FRESH_FOR_S at most: a run that starts later reads the tenant itself."""
+        self._fresh[job_id] = (time.monotonic(), ctx.known())
+
+    def take_over(self, job_id: str) -> dict[str, "asyncio.Future[Any]"]:
+        at, known = self._fresh.pop(job_id, (0.0, {}))
+        return known if time.monotonic() - at <= FRESH_FOR_S else {}
 
     def _context_for(self, request: SetupRequest, agent: AgentSummary, org_id: str, data: dict[str, Any]) -> StepContext:
         return StepContext(
@@ -254,11 +283,11 @@ class ProvisioningService:
                               tags: Mapping[str, str] | None = None) -> JobView:
         """Apply the plan that was approved, identified by its hash: the tenant is read again, and a plan whose
         hash no longer matches is refused (StalePlanError)."""
-        current = await self.plan(request)
+        current, read = await self._plan(request)
         if current.hash != plan_hash:
             raise StalePlanError(plan_hash, current.hash)
         job_id = str(uuid.uuid4())
-        org_id = await self.dataverse[current.agent.environment_url].organization_id()
+        org_id = read.organization_id
         active = {s.step for s in current.steps}
         now = time.time()
 
@@ -277,6 +306,7 @@ class ProvisioningService:
             Journal.event(c, job_id, EventKind.JOB_STARTED.value, message=f"Approved by {approved_by.name or approved_by.id}")
 
         await self.journal.tx(create)
+        self.hand_over(job_id, read)
         await self.journal.notify()
         self._wake()
         return await self.get_job(job_id)
@@ -405,6 +435,7 @@ class ProvisioningService:
             else:
                 ctx = await self.context(job_id, job.data)
                 check = await impl.verify(ctx)
+                self.hand_over(job_id, ctx)
                 if not check.ok:
                     def failed(c: sqlite3.Connection) -> None:
                         Journal.update_step(c, job_id, step.value, verification=check.text)

@@ -107,6 +107,7 @@ class Worker:
         if job.status == JobStatus.QUEUED:
             await self.service.set_job_status(job_id, JobStatus.RUNNING)
         ctx = await self.service.context(job_id, job.data, heartbeat=lambda: self.heartbeat(job_id))
+        ctx.fresh = self.service.take_over(job_id)
         for row in await self.service.step_rows(job_id):
             name, status = row["name"], StepStatus(row["status"])
             if status.finished or status == StepStatus.PROPAGATING:
@@ -154,6 +155,7 @@ class Worker:
                 await self.service.wait_for_operator(job_id, step, ctx)
                 return False
             if planned.action.value == "no_change":
+                await step.adopt(ctx, current)
                 outputs = step.outputs(ctx, current)
             else:
                 outputs = await step.act(ctx, current)

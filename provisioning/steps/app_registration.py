@@ -53,7 +53,7 @@ class AppRegistration(Step):
     name = StepName.APP_REGISTRATION
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"app": await ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value)}
+        return {"app": await ctx.cached("app", lambda: ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value))}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         want = _flat(desired(ctx.request))
@@ -71,6 +71,9 @@ class AppRegistration(Step):
     async def act(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         started = now()
         created, app = await ctx.graph.upsert_application(ctx.unique_name, desired(ctx.request), step=self.name.value, on_retry=ctx.on_retry)
+        ctx.forget("app")
+        if created and app is not None:
+            ctx.know("app", app)  # Graph answers a create with the whole new application
         if app is None:  # 204: it existed; the ids come from a read (retried through replication delay)
             app = current["app"]
             if app is None:
@@ -81,6 +84,12 @@ class AppRegistration(Step):
         created_at = app.get("createdDateTime") if created else ctx.data.get("app_created_at") or app.get("createdDateTime")
         await ctx.remember(app_object_id=app["id"], app_id=app["appId"], app_created_at=created_at or started.isoformat())
         return self.outputs(ctx, {"app": app})
+
+    async def adopt(self, ctx: StepContext, current: dict[str, Any]) -> None:
+        app = current["app"] or {}
+        if app.get("id") and (ctx.data.get("app_object_id") != app["id"] or not ctx.data.get("app_created_at")):
+            await ctx.remember(app_object_id=app["id"], app_id=app.get("appId"),
+                               app_created_at=ctx.data.get("app_created_at") or app.get("createdDateTime") or now().isoformat())
 
     def outputs(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         app = current["app"] or {}

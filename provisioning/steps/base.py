@@ -6,6 +6,7 @@ plan shown is the plan applied.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -34,6 +35,36 @@ class StepContext:
     save: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # persists `data` changes durably
     seal_secret: Callable[[str, str, dict[str, Any]], Awaitable[None]] | None = None  # (key id, text, data) in one transaction
     sleep: Callable[[float], Awaitable[None]] | None = None
+    # What this run has just read (or been told by a write): "app", "bot", "bot_user:<id>". A resource read by
+    # several steps is read once; a write forgets what it changed. Held in memory only, for seconds (see
+    # ProvisioningService.hand_over), so a resumed job always reads the tenant again.
+    fresh: dict[str, "asyncio.Future[Any]"] = field(default_factory=dict)
+
+    async def cached(self, key: str, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`, unless this run already read `key` or is reading it (then that answer)."""
+        future = self.fresh.get(key)
+        if future is None:
+            future = self.fresh[key] = asyncio.ensure_future(read())
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            if self.fresh.get(key) is future:
+                del self.fresh[key]
+            raise
+
+    def know(self, key: str, value: Any) -> None:
+        """Record the state a write just returned, so the next step need not read it back."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(value)
+        self.fresh[key] = future
+
+    def forget(self, *prefixes: str) -> None:
+        for key in [k for k in self.fresh if k.startswith(prefixes)]:
+            del self.fresh[key]
+
+    def known(self) -> dict[str, "asyncio.Future[Any]"]:
+        """The reads that succeeded, to hand to the next run of this job."""
+        return {k: f for k, f in self.fresh.items() if f.done() and not f.cancelled() and f.exception() is None}
 
     async def remember(self, **values: Any) -> None:
         self.data.update(values)
@@ -95,6 +126,9 @@ class Step:
 
     async def verify(self, ctx: StepContext) -> Verification:
         return Verification(True, "")
+
+    async def adopt(self, ctx: StepContext, current: dict[str, Any]) -> None:
+        """Nothing had to change: record in the job what later steps need from what exists (as `act` would have)."""
 
     def outputs(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         """Outputs when nothing had to change."""

@@ -19,7 +19,7 @@ class ClientSecret(Step):
     name = StepName.CLIENT_SECRET
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        app = await ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value)
+        app = await ctx.cached("app", lambda: ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value))
         creds = list((app or {}).get("passwordCredentials") or [])
         stamp = now()
         ours = [c for c in creds if str(c.get("displayName") or "").startswith(SECRET_MARKER) and (parse_time(c.get("endDateTime")) or stamp) > stamp]
@@ -46,6 +46,7 @@ class ClientSecret(Step):
         await ctx.remember(secret_intent={"name": name, "at": now().isoformat()}, secret_attempts=attempt, secret_key_id=None)
         end = now() + timedelta(days=ctx.request.secret_lifetime_days)
         cred = await ctx.graph.add_password(object_id, display_name=name, end=end, created_at=created_at, step=self.name.value, on_retry=ctx.on_retry)
+        ctx.forget("app")
         secret = str(cred.pop("secretText"))
         data = dict(ctx.data) | {"secret_key_id": cred["keyId"], "secret_hint": cred.get("hint"), "secret_end": cred.get("endDateTime"),
                                  "secret_intent": None, "force_new_secret": False}

@@ -23,9 +23,11 @@ class CustomerServiceConnection(Step):
         return request.connect_customer_service
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        bot = await ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value)
+        bot = await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))
         app_id = registration_app_id(bot)
-        user = await ctx.dataverse.find_bot_application_user(app_id, step=self.name.value) if app_id else None
+        user = None
+        if app_id:
+            user = await ctx.cached(f"bot_user:{app_id}", lambda: ctx.dataverse.find_bot_application_user(app_id, step=self.name.value))
         return {"user": user, "registration": app_id}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
@@ -48,6 +50,7 @@ class CustomerServiceConnection(Step):
         )
 
     async def verify(self, ctx: StepContext) -> Verification:
+        ctx.forget("bot", "bot_user:")  # the operator just connected it: read both again
         current = await self.read(ctx)
         if current["user"]:
             return Verification(True, f"Dataverse has the agent's bot application user '{current['user'].get('fullname')}'.")

@@ -27,7 +27,7 @@ class Publish(Step):
     name = StepName.PUBLISH
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"bot": await ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value)}
+        return {"bot": await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         mode = published_auth_mode(current["bot"])
@@ -52,6 +52,7 @@ class Publish(Step):
                     await ctx.remember(publish_baseline=None)
                     raise
             await ctx.remember(publish_sent=True)
+        ctx.forget("bot")
         baseline = ctx.data["publish_baseline"]
         interval = ctx.settings.publish_poll_interval.total_seconds()
         deadline = time.monotonic() + ctx.settings.publish_timeout.total_seconds()
@@ -60,6 +61,7 @@ class Publish(Step):
             bot = await ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value)
             status, ended = last_publish(bot)
             if ended and ended != baseline:
+                ctx.know("bot", bot)  # read after the publish finished: what verify needs
                 await ctx.remember(publish_baseline=None, publish_sent=False)
                 if status != "Succeeded":
                     raise ServiceUnavailableError(f"Publishing finished with status '{status}'.", status=0, service="dataverse",
@@ -75,7 +77,7 @@ class Publish(Step):
             await sleep(interval)
 
     async def verify(self, ctx: StepContext) -> Verification:
-        bot = await ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value)
+        bot = await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))
         mode = published_auth_mode(bot)
         if mode == "CustomAzureActiveDirectory":
             return Verification(True, "The published agent uses manual Microsoft Entra ID authentication.")

@@ -62,3 +62,47 @@ async def test_full_apply_then_rerun_changes_nothing(sandbox: Sandbox, service: 
     after = await state(sandbox)
     assert len(after["applications"]) == len(tenant["applications"])
     assert [len(a["passwordCredentials"]) for a in after["applications"] if a["appId"] == client_id] == [1]
+
+
+async def test_a_new_secret_for_an_app_that_exists_already(sandbox: Sandbox, service: ProvisioningService) -> None:
+    """Regression: when the app registration needed no change, the job never recorded its ids, so a new secret
+    (the old one removed, or a crash right after Graph created the app) failed with KeyError."""
+    first = await run_to_completion(service, await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER))
+    assert first.status == JobStatus.COMPLETED
+    object_id = first.step(StepName.APP_REGISTRATION).outputs["object_id"]
+    app = await service.graph.get_application(object_id, select=("id", "passwordCredentials"))
+    for cred in app["passwordCredentials"]:
+        await service.graph.remove_password(object_id, cred["keyId"])
+    plan = await service.plan(agent_request(sandbox))
+    actions = {s.step: s.action for s in plan.steps}
+    assert actions[StepName.APP_REGISTRATION] == StepAction.NO_CHANGE and actions[StepName.CLIENT_SECRET] == StepAction.CREATE
+    second = await run_to_completion(service, await service.submit(plan, REQUESTER, APPROVER))
+    assert second.status == JobStatus.COMPLETED, [(s.step.value, s.status.value, s.message) for s in second.steps]
+    tenant = await state(sandbox)
+    assert [len(a["passwordCredentials"]) for a in tenant["applications"] if a["id"] == object_id] == [1]
+
+
+async def test_the_approval_reads_once_and_the_job_reuses_those_reads(sandbox: Sandbox, service: ProvisioningService) -> None:
+    """What bench/apply.py measures, held as a test: after approval, no resource is read twice before the first
+    hand-off, and reads that do not depend on each other go out together."""
+    import asyncio
+
+    from .helpers import wait_job, waiting_on
+
+    plan = await service.plan(agent_request(sandbox))
+    calls: list[str] = []
+
+    async def record(request) -> None:  # type: ignore[no-untyped-def]
+        calls.append(f"{request.method} {request.url.path.split('(')[0].rsplit('/', 1)[-1] if '(' in request.url.path else request.url.path}")
+
+    for client in service._clients:
+        client.event_hooks["request"].append(record)
+    job = await service.submit(plan, REQUESTER, APPROVER)
+    view = await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    await asyncio.sleep(0.1)
+    object_id = view.step(StepName.APP_REGISTRATION).outputs["object_id"]
+    assert sorted(calls) == sorted([
+        "GET /api/data/v9.2/WhoAmI", "GET /api/data/v9.2/bots", "GET /v1.0/policies/defaultAppManagementPolicy",  # the stale-plan check
+        "GET applications", "GET /api/data/v9.2/systemusers",                                    # …its step reads
+        "PATCH applications", f"POST /v1.0/applications/{object_id}/addPassword",
+    ]), calls
