@@ -34,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from bench.apply import markdown as apply_markdown
 from bench.loadgen import SCRIPTS, activity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,7 @@ TARGETS = [
     ("setup open descriptors flat under load", lambda r: r["setup"][64]["fds_after"] <= r["setup"][1]["fds_before"] + 8),
     ("setup cold start ≤ 1.2× echo's", lambda r: r["cold"]["setup"] <= 1.2 * r["cold"]["echo"]),
     ("setup RSS ≤ 100 MB after 1,000 conversations", lambda r: r["conversations"]["setup"]["rss_mb"] <= 100),
+    ("provisioning apply ≤ 1.2× its critical path", lambda r: r["apply"]["ratio"] <= 1.2),
 ]
 
 
@@ -213,6 +215,7 @@ def markdown(results: dict[str, Any], verdicts: list[tuple[str, bool]]) -> str:
     card = {conc: r["by_text"].get("/setup copilot", {}) for conc, r in results["setup"].items()}
     lines += ["", "| `/setup copilot` → its card (one turn, reply included) | p50 ms | p99 ms |", "|---|---|---|"]
     lines += [f"| {conc} conversation{'s' if conc != 1 else ''} | {v.get('p50_ms', 0):.1f} | {v.get('p99_ms', 0):.1f} |" for conc, v in card.items()]
+    lines += ["", *apply_markdown(results["apply"]).splitlines()]
     lines += ["", "| target | result |", "|---|---|"]
     lines += [f"| {name} | {'pass' if ok else 'FAIL'} |" for name, ok in verdicts]
     return "\n".join(lines) + "\n"
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    turns = {1: 100, 16: 400, 64: 800} if not args.quick else {1: 20, 16: 64, 64: 128}
+    turns = {1: 300, 16: 600, 64: 1000} if not args.quick else {1: 20, 16: 64, 64: 128}
     conversations = 200 if args.quick else 1000
 
     starts = 2 if args.quick else 5
@@ -261,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             connector.shutdown()
             sandbox.terminate()
             sandbox.wait(10)
+    apply_runs = "1" if args.quick else "3"
+    subprocess.run([PY, "-m", "bench.apply", "--latency-ms", "100", "--runs", apply_runs, "--out", str(args.out)], cwd=ROOT, check=True,
+                   capture_output=True, env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
+    results["apply"] = json.loads((args.out / "apply.json").read_text())
     results["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     verdicts = [(name, bool(check(results))) for name, check in TARGETS]
