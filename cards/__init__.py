@@ -43,16 +43,8 @@ def load_all() -> None:
         __getattr__(name)
 
 
-class SentCard(dict):  # type: ignore[type-arg]
-    """A card handed to Teams. botbuilder deep-copies every outgoing activity, and a card is most of what a turn
-    copies; cards are built fresh for each message and never changed after, so the copy can be the card itself."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "SentCard":
-        return self
-
-
 def as_attachment(card: dict[str, Any]) -> Attachment:
-    return Attachment(content_type=CONTENT_TYPE, content=SentCard(card))
+    return Attachment(content_type=CONTENT_TYPE, content=card)
 
 
 __all__ = [

@@ -133,13 +133,3 @@ async def test_rows_written_by_the_previous_version_still_read(tmp_path: Path) -
     finally:
         await store.close()
 
-
-def test_botbuilder_copies_an_outgoing_card_by_reference_and_it_still_serializes() -> None:
-    import copy
-
-    card = cards.notice_card("Cancelled", "Nothing was changed.")
-    activity = MessageFactory.attachment(cards.as_attachment(card))
-    copied = copy.deepcopy(activity)
-    assert copied is not activity and copied.attachments[0] is not activity.attachments[0]
-    assert copied.attachments[0].content is activity.attachments[0].content
-    assert to_wire(copied)["attachments"][0]["content"] == card == _msrest(copied)["attachments"][0]["content"]
