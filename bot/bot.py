@@ -133,6 +133,11 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
             return InvokeResponse(status=400, body={"error": f"This bot does not handle '{turn_context.activity.name or ''}' invokes."})
         return response
 
+    async def on_teams_members_added_dispatch(self, members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext) -> None:
+        """Only the bot's own arrival matters (the welcome card), so members are taken as the activity names them:
+        no roster lookup at the Bot Connector for each person added to a team."""
+        await self.on_members_added_activity(members_added, turn_context)
+
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
         """Welcome once, when the bot itself is added. (Teams also sends installationUpdate for the same install;
         answering both would welcome twice.)"""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from botbuilder.core import Storage
 
@@ -46,4 +46,22 @@ class ConversationStore:
         return JobConversation(**{k: v for k, v in doc.items() if k != "e_tag"})
 
     async def save(self, record: JobConversation) -> None:
+        """Write the whole record (only for a record nobody else can be changing yet: a new job's)."""
         await self.storage.write({self._key(record.job_id): asdict(record) | {"e_tag": "*"}})
+
+    async def update(self, job_id: str, change: Callable[[JobConversation], None]) -> JobConversation | None:
+        """Apply `change` to the stored record and write it back only if nobody wrote it in between (etag); on a
+        conflict read it again and re-apply. The turn that starts a job and the notifier both change records."""
+        key = self._key(job_id)
+        for _ in range(20):
+            doc = (await self.storage.read([key])).get(key)
+            if not isinstance(doc, dict):
+                return None
+            record = JobConversation(**{k: v for k, v in doc.items() if k != "e_tag"})
+            change(record)
+            try:
+                await self.storage.write({key: asdict(record) | {"e_tag": doc.get("e_tag") or "*"}})
+            except KeyError:  # etag conflict: someone else saved it first
+                continue
+            return record
+        raise RuntimeError(f"could not update the Teams record of job {job_id}: it keeps changing")

@@ -44,20 +44,27 @@ class JobActions:
         return isinstance(data, Mapping) and data.get("action") in JOB_VERBS
 
     async def start_job(self, turn_context: TurnContext, request: SetupRequest, plan_hash: str, *, requested_by: Actor,
-                        approved_by: Actor, requester_account: str = "") -> JobView:
+                        approved_by: Actor, job_id: str, requester_account: str = "") -> JobView:
+        """Start the approved job, idempotently: `job_id` is derived from the plan card, so an Approve that Teams
+        delivers again (the bot died mid-turn) finds the same job instead of making a second one. The Teams record
+        is written before the job exists, so no event of the job can come before it."""
         activity = turn_context.activity
         conversation_id = activity.conversation.id
-        job = await self.service.submit_approved(request, plan_hash, requested_by, approved_by, {"conversation": conversation_id})
-        card_id = new_card_id()
-        reference = TurnContext.get_conversation_reference(activity).serialize()
-        record = JobConversation(job_id=job.id, conversation_id=conversation_id, reference=reference,
-                                 tenant_id=tenant_of(activity) or "", requester=requested_by.to_dict(),
-                                 progress_card_id=card_id, requester_account=requester_account)
-        await self.conversations.save(record)  # before the card is posted, so events and quick clicks find it
-        sent = await turn_context.send_activity(MessageFactory.attachment(cards.as_attachment(cards.progress_card(card_id, job))))
-        stored = await self.conversations.get(job.id) or record
-        stored.progress_activity_id = sent.id if sent else ""
-        await self.conversations.save(stored)
+        if await self.conversations.get(job_id) is None:
+            reference = TurnContext.get_conversation_reference(activity).serialize()
+            await self.conversations.save(JobConversation(
+                job_id=job_id, conversation_id=conversation_id, reference=reference, tenant_id=tenant_of(activity) or "",
+                requester=requested_by.to_dict(), progress_card_id=new_card_id(), requester_account=requester_account))
+        job = await self.service.submit_approved(request, plan_hash, requested_by, approved_by, {"conversation": conversation_id}, job_id=job_id)
+        record = await self.conversations.get(job_id)
+        if record is not None and not record.progress_activity_id:
+            card = cards.progress_card(record.progress_card_id, await self.service.get_job(job_id))
+            sent = await turn_context.send_activity(MessageFactory.attachment(cards.as_attachment(card)))
+
+            def posted(r: JobConversation) -> None:
+                r.progress_activity_id = r.progress_activity_id or (sent.id if sent else "")
+
+            await self.conversations.update(job_id, posted)
         return job
 
     async def _refuse(self, turn_context: TurnContext, heading: str, why: str) -> None:

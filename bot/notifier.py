@@ -90,19 +90,24 @@ class Notifier:
                 await asyncio.sleep(delay)
 
     async def deliver(self, events: list[Event]) -> None:
-        refresh: dict[str, JobConversation] = {}
+        refresh: set[str] = set()
         for event in events:
             record = await self.conversations.get(event.job_id)
             if record is None:
                 continue  # a job started from the command line: nothing to show in Teams
             job = await self.service.get_job(event.job_id)
             await self._special(event, job, record)
-            refresh[event.job_id] = record
-        for job_id, record in refresh.items():
-            job = await self.service.get_job(job_id)
-            await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
+            refresh.add(event.job_id)
+        for job_id in refresh:
+            record = await self.conversations.get(job_id)  # read again: the turn that started the job may have posted its card since
+            if record is not None:
+                job = await self.service.get_job(job_id)
+                await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
 
     async def _special(self, event: Event, job: JobView, record: JobConversation) -> None:
+        """Cards for one event. Every change to the record is a read-modify-write with an etag (the turn that
+        started the job writes it too). A post is recorded right after it is made; a crash between the two makes
+        the post happen again after restart (at least once: Teams offers no way to ask whether it arrived)."""
         step = event.step
         sandbox = self.service.sandbox_available
         if step in GUIDED and event.kind in (EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED,
@@ -113,34 +118,37 @@ class Notifier:
             if event.kind == EventKind.WAITING_FOR_OPERATOR and view.status == StepStatus.WAITING_FOR_OPERATOR:
                 card_id = new_card_id()
                 card = cards.guided_step_card(card_id, job, view, sandbox=sandbox, secret_available=job.secret_available)
-                if existing:
+                if existing and existing[0]:
                     await self._update(record, existing[0], card)
-                    record.guided[step.value] = [existing[0], card_id]
+                    await self._set_guided(record, step.value, existing[0], card_id)
                 else:  # the card id is saved before the card is posted, so a quick click is never taken for a stale one
-                    record.guided[step.value] = ["", card_id]
-                    await self.conversations.save(record)
-                    record.guided[step.value] = [await self._post(record, card), card_id]
-                await self.conversations.save(record)
-            elif existing:
+                    await self._set_guided(record, step.value, "", card_id)
+                    await self._set_guided(record, step.value, await self._post(record, card), card_id)
+            elif existing and existing[0]:
                 card = cards.guided_step_card(existing[1], job, view, sandbox=sandbox, secret_available=job.secret_available)
                 await self._update(record, existing[0], card)
+        delay = delay_text(self.service.settings.propagation_delay.total_seconds())
         if event.kind == EventKind.PROPAGATION_STARTED and not record.reminder_activity_id:
             due = job.step(StepName.SECURED_ACCESS).due_at or datetime.now(timezone.utc)
-            record.reminder_activity_id = await self._post(record, cards.reminder_card(
-                job, due_at=due, in_effect=False, delay_text=delay_text(self.service.settings.propagation_delay.total_seconds())))
-            await self.conversations.save(record)
+            posted = await self._post(record, cards.reminder_card(job, due_at=due, in_effect=False, delay_text=delay))
+            await self._change(record, lambda r: setattr(r, "reminder_activity_id", r.reminder_activity_id or posted or "posted"))
         elif event.kind == EventKind.REMINDER_DUE and not record.reminded:
             due = job.step(StepName.SECURED_ACCESS).due_at or datetime.now(timezone.utc)
-            await self._post(record, cards.reminder_card(
-                job, due_at=due, in_effect=True, delay_text=delay_text(self.service.settings.propagation_delay.total_seconds())))
-            record.reminded = True
-            await self.conversations.save(record)
+            await self._post(record, cards.reminder_card(job, due_at=due, in_effect=True, delay_text=delay))
+            await self._change(record, lambda r: setattr(r, "reminded", True))
         elif event.kind == EventKind.JOB_COMPLETED and not record.completed:
             client_id = job.step(StepName.APP_REGISTRATION).outputs.get("client_id", "")
             card = cards.completion_card(job, entra_url=entra_link(client_id), copilot_url=COPILOT_STUDIO)
             await self._post(record, card, mention=record.requester_actor.name or "requester")
-            record.completed = True
-            await self.conversations.save(record)
+            await self._change(record, lambda r: setattr(r, "completed", True))
+
+    async def _change(self, record: JobConversation, change: Callable[[JobConversation], None]) -> None:
+        """Change the stored record (etag-checked) and the copy this batch holds."""
+        change(record)
+        await self.conversations.update(record.job_id, change)
+
+    async def _set_guided(self, record: JobConversation, step: str, activity_id: str, card_id: str) -> None:
+        await self._change(record, lambda r: r.guided.__setitem__(step, [activity_id, card_id]))
 
     async def _continue(self, record: JobConversation, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
         reference = ConversationReference().deserialize(record.reference)

@@ -45,6 +45,11 @@ def _card_id() -> str:
     return uuid.uuid4().hex
 
 
+def job_id_for(conversation_id: str, card_id: str, plan_hash: str) -> str:
+    """The job an approval of this plan card starts: the same for a click Teams delivers twice."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"copilot-setup-bot:{conversation_id}:{card_id}:{plan_hash}"))
+
+
 async def _notice(context: TurnContext, heading: str, message: str, style: str = "warning") -> None:
     await context.send_activity(MessageFactory.attachment(cards.as_attachment(cards.notice_card(heading, message, style=style))))
 
@@ -252,6 +257,7 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
             return await step.end_dialog()
         try:
             await self.job_actions.start_job(step.context, plan.request, plan.hash, requested_by=requester, approved_by=who,
+                                             job_id=job_id_for(step.context.activity.conversation.id, card_id, plan.hash),
                                              requester_account=step.values.get("requester_account", ""))
         except StalePlanError as exc:
             await _replace(step.context, step.values["card_activity"], cards.plan_card(

@@ -280,13 +280,28 @@ class ProvisioningService:
         return await self.submit_approved(plan.request, plan.hash, requested_by, approved_by, tags)
 
     async def submit_approved(self, request: SetupRequest, plan_hash: str, requested_by: Actor, approved_by: Actor,
-                              tags: Mapping[str, str] | None = None) -> JobView:
+                              tags: Mapping[str, str] | None = None, *, job_id: str | None = None) -> JobView:
         """Apply the plan that was approved, identified by its hash: the tenant is read again, and a plan whose
-        hash no longer matches is refused (StalePlanError)."""
+        hash no longer matches is refused (StalePlanError). With `job_id` the call is idempotent: if that job
+        exists already (the same approval, delivered again), it is returned and nothing else happens."""
+        if job_id is not None:
+            async with await self._locked(job_id):
+                existing = await self.journal.tx(lambda c: Journal.job_row(c, job_id))
+                if existing is not None:
+                    if existing["plan_hash"] != plan_hash:
+                        raise JobStateError(f"Job {job_id} exists for another plan.", action="Type /setup copilot to start again.")
+                    return await self.get_job(job_id)
+                try:
+                    return await self._submit(request, plan_hash, requested_by, approved_by, tags, job_id)
+                except sqlite3.IntegrityError:  # another process created it between our read and our insert
+                    return await self.get_job(job_id)
+        return await self._submit(request, plan_hash, requested_by, approved_by, tags, str(uuid.uuid4()))
+
+    async def _submit(self, request: SetupRequest, plan_hash: str, requested_by: Actor, approved_by: Actor,
+                      tags: Mapping[str, str] | None, job_id: str) -> JobView:
         current, read = await self._plan(request)
         if current.hash != plan_hash:
             raise StalePlanError(plan_hash, current.hash)
-        job_id = str(uuid.uuid4())
         org_id = read.organization_id
         active = {s.step for s in current.steps}
         now = time.time()

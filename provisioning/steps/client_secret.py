@@ -27,7 +27,8 @@ class ClientSecret(Step):
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         days = ctx.request.secret_lifetime_days
-        if current["ours"] and not ctx.data.get("force_new_secret"):
+        lost = bool(ctx.data.get("secret_intent")) and not ctx.data.get("secret_key_id")  # this job's attempt died mid-call
+        if current["ours"] and not ctx.data.get("force_new_secret") and not lost:
             newest = max(current["ours"], key=lambda c: c.get("endDateTime") or "")
             return PlannedStep(self.name, StepAction.NO_CHANGE, "A client secret made by this bot exists",
                                (), (f"hint {newest.get('hint')}…, expires {newest.get('endDateTime')}; it is not shown again",))

@@ -106,3 +106,23 @@ async def test_the_approval_reads_once_and_the_job_reuses_those_reads(sandbox: S
         "GET applications", "GET /api/data/v9.2/systemusers",                                    # …its step reads
         "PATCH applications", f"POST /v1.0/applications/{object_id}/addPassword",
     ]), calls
+
+
+async def test_an_approval_delivered_twice_starts_one_job(sandbox: Sandbox, service: ProvisioningService) -> None:
+    import asyncio
+    import uuid
+
+    from provisioning.errors import JobStateError
+
+    plan = await service.plan(agent_request(sandbox))
+    job_id = str(uuid.uuid4())
+    first, second = await asyncio.gather(*(service.submit_approved(plan.request, plan.hash, REQUESTER, APPROVER, job_id=job_id) for _ in range(2)))
+    again = await service.submit_approved(plan.request, plan.hash, REQUESTER, APPROVER, job_id=job_id)
+    assert first.id == second.id == again.id == job_id
+    assert [j.id for j in await service.list_jobs()] == [job_id]
+    try:
+        await service.submit_approved(plan.request, "another-hash", REQUESTER, APPROVER, job_id=job_id)
+    except JobStateError as exc:
+        assert "another plan" in str(exc)
+    else:
+        raise AssertionError("a different plan under the same job id must be refused")

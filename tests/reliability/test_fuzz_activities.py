@@ -24,7 +24,7 @@ from tests.fixtures.sandbox import sandbox_options
 from tests.fixtures.teams import RILEY, Chat, activity, message
 
 VERBS = [v for k, v in vars(Verb).items() if k.isupper()]
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
                     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
                     max_leaves=15)
 IDS = st.one_of(st.just(""), st.text(max_size=12), st.uuids().map(str))
