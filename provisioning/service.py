@@ -561,6 +561,27 @@ class ProvisioningService:
         await self.journal.notify()
         return secret
 
+    async def use_secret(self, job_id: str, actor: Actor, use: Callable[[str], Awaitable[None]]) -> None:
+        """Hand the secret to `use` (the sandbox's emulated Copilot Studio) and destroy the stored copy only after
+        `use` succeeded: a crash in between leaves it in the vault, so the step can still be done."""
+        job = await self.load(job_id)
+        if actor.id != job.requested_by.id:
+            raise NotAuthorizedError("Only the person who requested this setup can use its client secret.",
+                                     action=f"Ask {job.requested_by.name or 'the requester'} to do this step.")
+        secret = await self.journal.tx(lambda c: self.vault.peek_in(c, job_id)[1])
+        try:
+            await use(secret)
+        finally:
+            del secret
+
+        def fn(c: sqlite3.Connection) -> None:
+            self.vault.destroy(c, job_id)
+            Journal.audit(c, job_id, actor.to_dict(), "secret_retrieved")
+            Journal.update_job(c, job_id)
+
+        await self.journal.tx(fn)
+        await self.journal.notify()
+
     async def expire_secrets(self) -> None:
         for job_id, key_id in await self.vault.expired():
             await self._expire_secret(job_id, key_id)
@@ -605,9 +626,12 @@ class ProvisioningService:
             if not await self.vault.available(job_id):
                 raise JobStateError("The client secret was already retrieved, so the sandbox cannot enter it for you.",
                                     action="Enter it yourself in the sandbox's emulated Copilot Studio, then select Done; or Retry the job to make a new secret.")
-            secret = await self.take_secret(job_id, actor)
-            await self.operator.manual_authentication(bot_id, client_id=str(job.data.get("app_id")), client_secret=secret)
-            del secret
+            operator = self.operator
+
+            async def enter(secret: str) -> None:
+                await operator.manual_authentication(bot_id, client_id=str(job.data.get("app_id")), client_secret=secret)
+
+            await self.use_secret(job_id, actor, enter)
         elif step == StepName.SECURED_ACCESS:
             await self.operator.enable_secured_access(bot_id)
         elif step == StepName.CUSTOMER_SERVICE_CONNECTION:

@@ -49,13 +49,18 @@ class Vault:
 
     def take_in(self, c: sqlite3.Connection, job_id: str) -> tuple[str, str]:
         """(key id, secret text), deleting the row; inside the caller's transaction."""
+        found = self.peek_in(c, job_id)
+        c.execute("DELETE FROM vault WHERE job_id = ?", (job_id,))
+        return found
+
+    def peek_in(self, c: sqlite3.Connection, job_id: str) -> tuple[str, str]:
+        """(key id, secret text), keeping the row; inside the caller's transaction."""
         row = c.execute("SELECT key_id, ciphertext, expires_at FROM vault WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise SecretUnavailableError(
                 "The client secret is no longer available: it was already retrieved, or it expired and was removed.",
                 action="If you did not copy it, use Retry on the client secret step to make a new one.",
             )
-        c.execute("DELETE FROM vault WHERE job_id = ?", (job_id,))
         try:
             return row["key_id"], self._fernet.decrypt(row["ciphertext"]).decode()
         except InvalidToken:
