@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EVIDENCE = ROOT / "test-output" / "reliability"
 SEED = int(os.environ.get("BOT_KILL_SEED", "20261124"))
 SETUPS = 20
+SOAK_SETUPS = 60
 PARALLEL = 7  # setups in flight at once
 MIN_KILLS = 8
 WAIT = 30.0  # the longest a user waits for something to show (kills, restarts and lease take-overs included)
@@ -611,11 +612,12 @@ def reaper() -> Iterator[list[BotProcess]]:
         bot.reap()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
-        sandbox: Sandbox, connector: Connector, tmp_path: Path, reaper: list[BotProcess], figures: Callable[..., None]) -> None:
+        sandbox: Sandbox, connector: Connector, tmp_path: Path, reaper: list[BotProcess], figures: Callable[..., None], soak: bool) -> None:
     rng = random.Random(SEED)
-    setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, SETUPS + 1)]
+    count = SOAK_SETUPS if soak else SETUPS
+    setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, count + 1)]
     for s in setups:  # one agent per setup (seeded as the sandbox seeds its samples), so each makes its own app registration
         await sandbox._seed_bot("contoso", {"name": s.agent, "schemaname": f"cr9k1_killTest{s.n:02d}"})
 
@@ -689,8 +691,8 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
         tenant = await sandbox.snapshot()
         apps = [a for a in tenant["applications"] if str(a.get("uniqueName") or "").startswith("cps-auth-")]
         names = sorted(a["displayName"] for a in apps)
-        if len(apps) != SETUPS or len(set(names)) != SETUPS:
-            problems.append(f"{len(apps)} app registrations for {SETUPS} setups: {names}")
+        if len(apps) != count or len(set(names)) != count:
+            problems.append(f"{len(apps)} app registrations for {count} setups: {names}")
         by_object = {a["id"]: a for a in apps}
         for job in jobs:
             record = await journal.load(job.id)
@@ -727,7 +729,7 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
             if user.approved_at >= 0:
                 user.setup.notes += user.stale_cards()
         notes = [f"setup {s.n}: {note}" for s in setups for note in s.notes]
-        figures(seed=SEED, setups=SETUPS, kills=bot.kills, skipped_kills=harness.skipped, redeliveries=teams.redeliveries,
+        figures(seed=SEED, setups=count, kills=bot.kills, skipped_kills=harness.skipped, redeliveries=teams.redeliveries,
                 lost=sum(1 for s in setups if s.lost), problems=problems, oddities=notes, seconds=round(time.monotonic() - bot.began, 1))
         if problems:
             EVIDENCE.mkdir(parents=True, exist_ok=True)
