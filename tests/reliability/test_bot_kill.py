@@ -616,8 +616,8 @@ def reaper() -> Iterator[list[BotProcess]]:
 async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
         sandbox: Sandbox, connector: Connector, tmp_path: Path, reaper: list[BotProcess], figures: Callable[..., None], soak: bool) -> None:
     rng = random.Random(SEED)
-    count = SOAK_SETUPS if soak else SETUPS
-    setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, count + 1)]
+    total = SOAK_SETUPS if soak else SETUPS
+    setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, total + 1)]
     for s in setups:  # one agent per setup (seeded as the sandbox seeds its samples), so each makes its own app registration
         await sandbox._seed_bot("contoso", {"name": s.agent, "schemaname": f"cr9k1_killTest{s.n:02d}"})
 
@@ -691,8 +691,8 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
         tenant = await sandbox.snapshot()
         apps = [a for a in tenant["applications"] if str(a.get("uniqueName") or "").startswith("cps-auth-")]
         names = sorted(a["displayName"] for a in apps)
-        if len(apps) != count or len(set(names)) != count:
-            problems.append(f"{len(apps)} app registrations for {count} setups: {names}")
+        if len(apps) != total or len(set(names)) != total:
+            problems.append(f"{len(apps)} app registrations for {total} setups: {names}")
         by_object = {a["id"]: a for a in apps}
         for job in jobs:
             record = await journal.load(job.id)
@@ -729,7 +729,7 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
             if user.approved_at >= 0:
                 user.setup.notes += user.stale_cards()
         notes = [f"setup {s.n}: {note}" for s in setups for note in s.notes]
-        figures(seed=SEED, setups=count, kills=bot.kills, skipped_kills=harness.skipped, redeliveries=teams.redeliveries,
+        figures(seed=SEED, setups=total, kills=bot.kills, skipped_kills=harness.skipped, redeliveries=teams.redeliveries,
                 lost=sum(1 for s in setups if s.lost), problems=problems, oddities=notes, seconds=round(time.monotonic() - bot.began, 1))
         if problems:
             EVIDENCE.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,7 @@ async def test_every_setup_completes_through_a_fault_storm_and_no_secret_leaks( 
     assert len(reminders) == len(jobs) and len({c.conversation_id for c in reminders}) == len(jobs)
 
     # the final secret scan: logs, every file the bot wrote, everything posted to Teams
-    assert len(secrets) == len(jobs) and all(len(s) >= 16 for s in secrets)
+    assert len(secrets) == len(FRESH_AGENTS) and all(len(s) >= 16 for s in secrets)  # later rounds reuse each agent's secret
     places: dict[str, str] = {"log": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)}
     for path in (tmp_path / "bot").rglob("*"):
         if path.is_file():
