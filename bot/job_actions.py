@@ -20,7 +20,7 @@ from .config import BotSettings
 from .conversations import ConversationStore, JobConversation
 
 log = logging.getLogger(__name__)
-JOB_VERBS = {Verb.STEP_DONE, Verb.STEP_OVERRIDE, Verb.STEP_SANDBOX, Verb.JOB_RETRY, Verb.JOB_CANCEL, Verb.SECRET_REVEAL}
+JOB_VERBS = {Verb.STEP_DONE, Verb.STEP_OVERRIDE, Verb.STEP_SANDBOX, Verb.JOB_RETRY, Verb.JOB_CANCEL, Verb.SECRET_REVEAL, Verb.SECRET_RENEW}
 CARD_RESPONSE = "application/vnd.microsoft.card.adaptive"
 
 
@@ -97,6 +97,8 @@ class JobActions:
         try:
             if verb == Verb.JOB_RETRY:
                 await self.service.retry(job_id, who)
+            elif verb == Verb.SECRET_RENEW:
+                await self.service.renew_secret(job_id, who)
             elif verb == Verb.JOB_CANCEL:
                 await self.service.cancel(job_id, who)
             else:

@@ -111,16 +111,17 @@ class Notifier:
         step = event.step
         sandbox = self.service.sandbox_available
         if step in GUIDED and event.kind in (EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED,
-                                             EventKind.STEP_OVERRIDDEN, EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE):
+                                             EventKind.STEP_OVERRIDDEN, EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE,
+                                             EventKind.SECRET_TAKEN):
             assert step is not None
             view = job.step(step)
             existing = record.guided.get(step.value)
             if event.kind == EventKind.WAITING_FOR_OPERATOR and view.status == StepStatus.WAITING_FOR_OPERATOR:
                 card_id = new_card_id()
                 card = cards.guided_step_card(card_id, job, view, sandbox=sandbox, secret_available=job.secret_available)
-                if existing and existing[0]:
-                    await self._update(record, existing[0], card)
+                if existing and existing[0]:  # the new card id first, so a click on the updated card is never taken for a stale one
                     await self._set_guided(record, step.value, existing[0], card_id)
+                    await self._update(record, existing[0], card)
                 else:  # the card id is saved before the card is posted, so a quick click is never taken for a stale one
                     await self._set_guided(record, step.value, "", card_id)
                     await self._set_guided(record, step.value, await self._post(record, card), card_id)

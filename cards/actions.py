@@ -38,6 +38,7 @@ class Verb:
     JOB_CANCEL: Final = "job.cancel"
     # one-time client secret hand-off (Action.Execute → a card only the clicker sees; or task/fetch in Teams)
     SECRET_REVEAL: Final = "secret.reveal"
+    SECRET_RENEW: Final = "secret.renew"
     # welcome / help cards
     START_SETUP: Final = "setup.start"
     SHOW_STATUS: Final = "status.show"

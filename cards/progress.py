@@ -76,7 +76,10 @@ def guided_step_card(card_id: str, job: JobView, step: StepView, *, sandbox: boo
         actions.append(ac.ExecuteAction(title="Show client secret (once)", verb=Verb.SECRET_REVEAL, data=data, associated_inputs="none")
                        .with_fallback(ac.SubmitAction(title="Show client secret (once)", data=data)))
     elif instructions is not None and instructions.secret_handoff:
-        body.append(text("The client secret has been shown already; it is not stored any more.", subtle=True))
+        body.append(text("The client secret has been shown already; it is not stored any more. If it never reached Copilot Studio, "
+                         "make a new one (the old one is removed from the app registration).", subtle=True))
+        actions.append(ac.SubmitAction(title="Make a new client secret", associated_inputs="none",
+                                       data=action_data(Verb.SECRET_RENEW, card_id, job.id, **{STEP: step.step.value})))
     for label, url in (instructions.links if instructions else ()):
         actions.append(ac.OpenUrlAction(title=label, url=url))
     actions.append(ac.SubmitAction(title="Done, check it", data=action_data(Verb.STEP_DONE, card_id, job.id, **{STEP: step.step.value}), associated_inputs="none"))

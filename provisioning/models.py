@@ -130,6 +130,7 @@ class EventKind(str, enum.Enum):
     STEP_OVERRIDDEN = "step_overridden"
     STEP_FAILED = "step_failed"
     SECRET_READY = "secret_ready"
+    SECRET_TAKEN = "secret_taken"  # shown to the requester (or entered for them): the stored copy is gone
     SECRET_EXPIRED = "secret_expired"
     PROPAGATION_STARTED = "propagation_started"
     REMINDER_DUE = "reminder_due"

@@ -519,6 +519,42 @@ class ProvisioningService:
         self._wake()
         return await self.get_job(job_id)
 
+    async def renew_secret(self, job_id: str, actor: Actor) -> JobView:
+        """The secret was shown but never made it into Copilot Studio (lost, or a crash took it): remove it from the
+        app registration and make a new one. The job goes back to the client secret step and then waits, with the
+        new secret, for the person to enter it."""
+        job = await self.load(job_id)
+        if actor.id not in (job.requested_by.id, job.approved_by.id):
+            raise NotAuthorizedError("Only the requester or the approver of this setup can make a new client secret.",
+                                     action=f"Ask {job.requested_by.name or 'the requester'}.")
+        async with await self._locked(job_id):
+            steps = {r["name"]: StepStatus(r["status"]) for r in await self.step_rows(job_id)}
+            if steps.get(StepName.COPILOT_AUTHENTICATION.value) != StepStatus.WAITING_FOR_OPERATOR:
+                raise JobStateError("A new client secret is only made while the setup waits for you to enter one in Copilot Studio.",
+                                    action="Refresh the progress card to see where the setup is.")
+            if await self.vault.available(job_id):
+                raise JobStateError("The client secret has not been shown yet.", action="Select 'Show client secret (once)' on the step's card.")
+            old, object_id = job.data.get("secret_key_id"), job.data.get("app_object_id")
+            if old and object_id:
+                _current_job.set(job_id)
+                await self.graph.remove_password(str(object_id), str(old), step=StepName.CLIENT_SECRET.value)
+
+            def fn(c: sqlite3.Connection) -> None:
+                row = Journal.job_row(c, job_id)
+                data = json.loads(row["data"]) if row is not None else {}
+                data.update(force_new_secret=True, secret_key_id=None)
+                Journal.update_step(c, job_id, StepName.CLIENT_SECRET.value, status=StepStatus.PENDING.value, message="Making a new client secret")
+                Journal.update_step(c, job_id, StepName.COPILOT_AUTHENTICATION.value, status=StepStatus.PENDING.value, message="", verification="")
+                Journal.update_job(c, job_id, status=JobStatus.QUEUED.value, data=data)
+                Journal.event(c, job_id, EventKind.JOB_STARTED.value, message=f"New client secret requested by {actor.name or actor.id}")
+                Journal.audit(c, job_id, actor.to_dict(), "secret_renewed", {"removed_key_id": old})
+                self._flush_audit(c, job_id)
+
+            await self.journal.tx(fn)
+        await self.journal.notify()
+        self._wake()
+        return await self.get_job(job_id)
+
     async def cancel(self, job_id: str, actor: Actor) -> JobView:
         job = await self.load(job_id)
         if job.status.terminal:
@@ -554,6 +590,7 @@ class ProvisioningService:
         def fn(c: sqlite3.Connection) -> str:
             _key_id, text = self.vault.take_in(c, job_id)
             Journal.audit(c, job_id, actor.to_dict(), "secret_retrieved")
+            Journal.event(c, job_id, EventKind.SECRET_TAKEN.value, step=StepName.COPILOT_AUTHENTICATION.value, message="The client secret was shown.")
             Journal.update_job(c, job_id)
             return text
 
@@ -577,6 +614,7 @@ class ProvisioningService:
         def fn(c: sqlite3.Connection) -> None:
             self.vault.destroy(c, job_id)
             Journal.audit(c, job_id, actor.to_dict(), "secret_retrieved")
+            Journal.event(c, job_id, EventKind.SECRET_TAKEN.value, step=StepName.COPILOT_AUTHENTICATION.value, message="The client secret was entered.")
             Journal.update_job(c, job_id)
 
         await self.journal.tx(fn)
@@ -625,7 +663,7 @@ class ProvisioningService:
         if step == StepName.COPILOT_AUTHENTICATION:
             if not await self.vault.available(job_id):
                 raise JobStateError("The client secret was already retrieved, so the sandbox cannot enter it for you.",
-                                    action="Enter it yourself in the sandbox's emulated Copilot Studio, then select Done; or Retry the job to make a new secret.")
+                                    action="Enter it yourself in the sandbox's emulated Copilot Studio, then select Done; or select 'Make a new client secret'.")
             operator = self.operator
 
             async def enter(secret: str) -> None:

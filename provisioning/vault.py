@@ -59,7 +59,7 @@ class Vault:
         if row is None:
             raise SecretUnavailableError(
                 "The client secret is no longer available: it was already retrieved, or it expired and was removed.",
-                action="If you did not copy it, use Retry on the client secret step to make a new one.",
+                action="If it never reached Copilot Studio, select 'Make a new client secret' on the step's card.",
             )
         try:
             return row["key_id"], self._fernet.decrypt(row["ciphertext"]).decode()

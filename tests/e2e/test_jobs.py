@@ -113,3 +113,34 @@ async def test_no_secret_in_messages_logs_or_databases(running_bot, connector: C
     for path in Path(running_bot.env["STATE_DB"]).parent.glob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+async def test_a_lost_secret_is_replaced_by_a_new_one_and_the_old_one_removed(running_bot, connector: Connector) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.sandbox import sandbox_http
+
+    chat = personal(RILEY)
+    talk, mark, _ = await approved_setup(running_bot, connector, chat, require_secured=False)
+    guided = await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+    reveal = action(guided, "Show client secret (once)")
+    status, body = await running_bot.client.post(execute(chat, RILEY, connector.url, guided.new_id, reveal["verb"], reveal["data"]))
+    first = next(e["value"] for e in body["value"]["body"] if e.get("id") == "secret")
+    shown = await talk.expect("it is not stored any more", after=mark, method="PUT")  # the card now offers a new secret instead
+    assert "Show client secret (once)" not in json.dumps(shown.cards)
+    mark = await talk.click(RILEY, shown, "Make a new client secret")
+    again = await connector.wait_for(lambda c: c.conversation_id == chat.id and c.method == "PUT" and "Show client secret (once)" in c.text, after=mark)
+    reveal = action(again, "Show client secret (once)")
+    status, body = await running_bot.client.post(execute(chat, RILEY, connector.url, again.activity_id, reveal["verb"], reveal["data"]))
+    assert status == 200, body
+    second = next(e["value"] for e in body["value"]["body"] if e.get("id") == "secret")
+    assert second != first
+    job = (await running_bot.service.list_jobs())[0]
+    async with sandbox_http(_SB(running_bot)) as http:
+        tenant = (await http.get(f"{running_bot.env['SANDBOX_URL']}/_sandbox/state")).json()
+    app = next(a for a in tenant["applications"] if a["appId"] == job.step(StepName.APP_REGISTRATION).outputs["client_id"])
+    assert len(app["passwordCredentials"]) == 1, "the lost secret was removed, the new one is the only one"
+    assert [a["action"] for a in await running_bot.service.audit_log(job.id)].count("secret_renewed") == 1
+
+
+class _SB:
+    def __init__(self, bot) -> None:  # type: ignore[no-untyped-def]
+        self.env = bot.env
