@@ -40,9 +40,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import sandbox.graph as sandbox_graph
 from bot.storage import SqliteStorage
 from provisioning import EventKind, JobStatus, StepName
 from sandbox import Sandbox
+from sandbox.identity import new_secret as real_new_secret
 from tests.e2e.helpers import action, inputs
 from tests.fixtures.connector import Call, Connector, card_titled
 from tests.fixtures.provisioning import make_service, service_env
@@ -614,7 +616,8 @@ def reaper() -> Iterator[list[BotProcess]]:
 
 @pytest.mark.timeout(600)
 async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
-        sandbox: Sandbox, connector: Connector, tmp_path: Path, reaper: list[BotProcess], figures: Callable[..., None], soak: bool) -> None:
+        sandbox: Sandbox, connector: Connector, tmp_path: Path, reaper: list[BotProcess], figures: Callable[..., None], soak: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(SEED)
     total = SOAK_SETUPS if soak else SETUPS
     setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, total + 1)]
@@ -636,6 +639,8 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
     plan_text = kill_plan(rng, setups, harness, sandbox)
     front = await harness.front(session)
     unwatch = harness.watch_tenant(sandbox)
+    made: list[str] = []  # every client secret Graph hands out, for the final scan
+    monkeypatch.setattr(sandbox_graph, "new_secret", lambda: made.append(real_new_secret()) or made[-1])
     journal: Any = None
     problems: list[str] = []
 
@@ -724,6 +729,13 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
                                     f"(the chat has {len(by_chat.get(s.chat_id, []))} job(s))")
             if [c for c in connector.calls if c.conversation_id != s.chat_id and f"'{s.agent}'" in c.text]:
                 problems.append(f"setup {s.n} ({s.agent}): messages about it went to another chat")
+
+        # the final secret scan: the bot's own log (all its restarts), every file it wrote, everything posted to Teams
+        places = {"bot log": bot.log_path.read_text(errors="replace"), "teams": "\n".join(json.dumps(c.body) for c in connector.calls)}
+        places |= {str(p): p.read_bytes().decode("latin-1") for p in state.rglob("*") if p.is_file()}
+        leaks = sorted({where for secret in made for where, text in places.items() if secret in text})
+        if len(made) < total or leaks:
+            problems.append(f"{len(made)} secrets made for {total} setups; secret text found in: {leaks}")
 
         for user in users:
             if user.approved_at >= 0:
