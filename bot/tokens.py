@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
+from provisioning.trust import TrustingSession
+
 from .config import BotSettings
 from .errors import TokenError
 
@@ -26,17 +28,6 @@ _ACTIONS = {
 }
 
 
-class _Session(requests.Session):
-    def __init__(self, ca_bundle: str | None) -> None:
-        super().__init__()
-        self._ca_bundle = ca_bundle
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self._ca_bundle:
-            kwargs.setdefault("verify", self._ca_bundle)
-        return super().request(method, url, *args, **kwargs)
-
-
 class BotTokens:
     def __init__(self, settings: BotSettings) -> None:
         self._settings = settings
@@ -46,7 +37,7 @@ class BotTokens:
 
     def _build(self) -> Any:
         s = self._settings
-        session = _Session(s.ca_bundle)
+        session = TrustingSession(s.ca_bundle)
         if s.app_type == "UserAssignedMSI":
             return msal.ManagedIdentityClient(msal.UserAssignedManagedIdentity(client_id=s.app_id), http_client=session)
         tenant = s.app_tenant_id if s.app_type == "SingleTenant" else "botframework.com"

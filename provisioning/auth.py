@@ -14,6 +14,7 @@ import requests
 
 from .config import Settings
 from .errors import AuthenticationError
+from .trust import TrustingSession
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class TokenProvider:
             credential = {"private_key": pem, "public_certificate": pem}
         else:
             credential = s.client_secret
-        session = _Session(s.ca_bundle)
+        session = TrustingSession(s.ca_bundle)
         host = urlsplit(s.authority_host).hostname or ""
         return msal.ConfidentialClientApplication(
             s.client_id,
@@ -82,19 +83,6 @@ class TokenProvider:
         """The `roles` claim of the current token (unverified: the resource verifies it; we only report)."""
         claims = jwt.decode(await self.token(resource), options={"verify_signature": False})
         return frozenset(claims.get("roles", []))
-
-
-class _Session(requests.Session):
-    """Trusts the configured CA bundle; a plain Session.verify loses to REQUESTS_CA_BUNDLE from the environment."""
-
-    def __init__(self, ca_bundle: str | None) -> None:
-        super().__init__()
-        self._ca_bundle = ca_bundle
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self._ca_bundle:
-            kwargs.setdefault("verify", self._ca_bundle)
-        return super().request(method, url, *args, **kwargs)
 
 
 def _token_error(result: dict[str, Any], settings: Settings) -> AuthenticationError:

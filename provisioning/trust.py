@@ -8,7 +8,9 @@ import hashlib
 import os
 import ssl
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import requests
 
 
 def ssl_context(bundles: Sequence[str]) -> ssl.SSLContext:
@@ -36,3 +38,16 @@ def combined_bundle(bundles: Sequence[str], directory: Path) -> str | None:
         tmp.write_bytes(pem)
         os.replace(tmp, target)
     return str(target)
+
+
+class TrustingSession(requests.Session):
+    """Trusts the configured CA bundle; a plain Session.verify loses to REQUESTS_CA_BUNDLE from the environment."""
+
+    def __init__(self, ca_bundle: str | None) -> None:
+        super().__init__()
+        self._ca_bundle = ca_bundle
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self._ca_bundle:
+            kwargs.setdefault("verify", self._ca_bundle)
+        return super().request(method, url, *args, **kwargs)

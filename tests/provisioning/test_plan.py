@@ -120,30 +120,36 @@ async def test_partly_done_setup_plans_updates(sandbox: Sandbox, service: Provis
     assert steps[StepName.COPILOT_AUTHENTICATION].action == StepAction.MANUAL
 
 
+def count_agent_reads(service: ProvisioningService):  # type: ignore[no-untyped-def]
+    """Counts the service's Dataverse reads of the agent list (the first environment's)."""
+    client = next(iter(service.dataverse.values()))
+    reads = 0
+    real = client.list_bots
+
+    async def counted() -> list:  # type: ignore[type-arg]
+        nonlocal reads
+        reads += 1
+        return await real()
+
+    client.list_bots = counted  # type: ignore[method-assign]
+    return lambda: reads
+
+
 async def test_the_agent_list_is_read_once_for_concurrent_callers_and_again_when_old(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
     service = make_service(sandbox, tmp_path / "svc", run_worker=False, AGENT_LIST_MAX_AGE="0.3s")
     await service.start()
     try:
-        client = next(iter(service.dataverse.values()))
-        reads = 0
-        real = client.list_bots
-
-        async def counted() -> list:  # type: ignore[type-arg]
-            nonlocal reads
-            reads += 1
-            return await real()
-
-        client.list_bots = counted  # type: ignore[method-assign]
+        reads = count_agent_reads(service)
         lists = await asyncio.gather(*(service.list_agents() for _ in range(20)))
-        assert reads == 1 and all(names == lists[0] for names in lists) and lists[0]
+        assert reads() == 1 and all(names == lists[0] for names in lists) and lists[0]
         lists[0].clear()  # callers get their own copy
-        assert await service.list_agents() and reads == 1
+        assert await service.list_agents() and reads() == 1
         await asyncio.sleep(0.35)
-        assert await service.list_agents() and reads == 2
+        assert await service.list_agents() and reads() == 2
         service.forget_agents()
-        assert await service.list_agents() and reads == 3
+        assert await service.list_agents() and reads() == 3
     finally:
         await service.close()
 
@@ -152,22 +158,13 @@ async def test_finishing_a_step_drops_the_cached_agent_list(sandbox: Sandbox, tm
     service = make_service(sandbox, tmp_path / "svc", run_worker=False)
     await service.start()
     try:
-        client = next(iter(service.dataverse.values()))
-        reads = 0
-        real = client.list_bots
-
-        async def counted() -> list:  # type: ignore[type-arg]
-            nonlocal reads
-            reads += 1
-            return await real()
-
-        client.list_bots = counted  # type: ignore[method-assign]
+        reads = count_agent_reads(service)
         await service.list_agents()
         job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
         await service.list_agents()
-        assert reads == 1
+        assert reads() == 1
         await service.step_done(job.id, StepName.APP_REGISTRATION.value, {}, "created")
         await service.list_agents()
-        assert reads == 2
+        assert reads() == 2
     finally:
         await service.close()
