@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every `make test` (a landing must not depend on luck);
+# HYPOTHESIS_PROFILE=explore draws new ones, to look for more.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 pytest_plugins = sorted(
     f"tests.fixtures.{m.name}" for m in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
