@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ class Playground:
         self.bot_url = bot_url
         self.port = port
         self.proc: asyncio.subprocess.Process | None = None
+        self.workdir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -44,8 +46,9 @@ class Playground:
 
     async def start(self, timeout: float = 30.0) -> None:
         cli = await asyncio.to_thread(ensure_installed)
-        workdir = ROOT / "data" / "playground"  # it writes devTools/ logs under its working directory
-        workdir.mkdir(parents=True, exist_ok=True)
+        # It logs every message, invoke answers included (the sandbox's client secret, shown to the requester), under
+        # its working directory: a private directory that is removed when it stops, so that log never outlives the run.
+        workdir = self.workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="agents-playground-"))
         env = {
             **os.environ,
             "NODE_OPTIONS": f"--require {TOOL / 'loopback.js'}",
@@ -82,3 +85,7 @@ class Playground:
                 await asyncio.wait_for(self.proc.wait(), 10)
             except asyncio.TimeoutError:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        if self.workdir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+            self.workdir = None

@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import socket
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -79,3 +80,17 @@ async def test_team_channel_with_an_at_mention(playground: Playground) -> None:
             assert r.status == 200, await r.text()
             choose = await next_card(ws, "Set up an agent: 1 of 2")
             assert choose["attachments"][0]["content"]["body"][0]["text"] == "Set up an agent: 1 of 2"
+
+
+async def test_the_playgrounds_message_log_does_not_outlive_it(running_bot: Any) -> None:
+    """The Playground logs every message, invoke answers included (the sandbox's client secret, shown to the
+    requester); it writes them under a private directory that is removed when it stops."""
+    pg = Playground(running_bot.url.replace("127.0.0.1", "localhost"), free_port())
+    await pg.start(timeout=60)
+    workdir = pg.workdir
+    try:
+        assert workdir is not None and workdir.is_dir() and (workdir.stat().st_mode & 0o077) == 0
+        assert not workdir.is_relative_to(Path(__file__).resolve().parents[2])
+    finally:
+        await pg.stop()
+    assert not workdir.exists()
