@@ -102,7 +102,6 @@ class Client:
 
     def __init__(self, pool: "ConnectorPool", service_url: str, audience: str) -> None:
         self.conversations = Conversations(pool, service_url, audience)
-        self.service_url = service_url
 
 
 class ConnectorPool(ConnectorFactory):  # type: ignore[misc]

@@ -73,7 +73,7 @@ class InboundAuth:
         except jwt.ImmatureSignatureError:
             raise Unauthenticated("the token is not valid yet") from None
         except jwt.InvalidAudienceError:
-            raise Unauthenticated("the token is for another app (audience)") from None
+            raise Unauthenticated("the token is for another app (audience); check that MicrosoftAppId is the Azure Bot's app id") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated("the token was not issued by the Bot Framework") from None
         except jwt.InvalidSignatureError:

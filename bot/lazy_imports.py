@@ -82,7 +82,3 @@ def install() -> None:
             stand_in = _StandIn(package)
             stand_in.__path__ = list(spec.submodule_search_locations)  # its submodules import without its __init__
             sys.modules[package] = stand_in
-
-
-def loaded(module: str) -> bool:
-    return module in _real or not isinstance(sys.modules.get(module), _StandIn)

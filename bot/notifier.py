@@ -12,7 +12,6 @@ import random
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
-import aiohttp
 from botbuilder.core import MessageFactory, Storage, TurnContext
 from botbuilder.schema import Activity, ChannelAccount, ConversationReference, Mention
 
@@ -23,7 +22,7 @@ from provisioning.steps.base import COPILOT_STUDIO, entra_link
 
 from .adapter import SetupAdapter
 from .conversations import ConversationStore, JobConversation
-from .errors import ConnectorError
+from .errors import BotError
 from .job_actions import new_card_id
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,8 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 - keep the cursor; try the same batch again after a pause
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0)
-                log.warning("could not deliver events after %d (%s); retrying in %.1f s", cursor, type(exc).__name__, delay)
+                why = str(exc) if isinstance(exc, BotError) else type(exc).__name__  # the bot's own errors carry no secrets
+                log.warning("could not deliver events after %d (%s); retrying in %.1f s", cursor, why, delay)
                 await asyncio.sleep(delay)
 
     async def deliver(self, events: list[Event]) -> None:
@@ -152,20 +152,10 @@ class Notifier:
         await self._change(record, lambda r: r.guided.__setitem__(step, [activity_id, card_id]))
 
     async def _continue(self, record: JobConversation, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
+        """A turn in the job's conversation. The connector tries a throttled or failing post again itself; what
+        still fails ends this batch, which `_run` delivers again after a pause (the cursor has not moved)."""
         reference = ConversationReference().deserialize(record.reference)
-        for attempt in range(5):
-            try:
-                await self.adapter.continue_conversation(reference, callback, self.app_id)
-                return
-            except ConnectorError as exc:  # 429/5xx: back off (as long as Retry-After asks, up to 30 s), then try again
-                if attempt == 4 or not exc.transient:
-                    raise
-                backoff = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(min(30.0, max(backoff, exc.retry_after or 0.0)))
-            except (aiohttp.ClientError, asyncio.TimeoutError):  # the connection failed: the same backoff
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0))
+        await self.adapter.continue_conversation(reference, callback, self.app_id)
 
     async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None) -> str:
         sent: list[str] = []

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import msal
 import requests
 
+from provisioning.auth import instance_discovery
 from provisioning.trust import TrustingSession
 
 from .config import BotSettings
 from .errors import TokenError
 
 BOT_FRAMEWORK = "https://api.botframework.com"
-_MICROSOFT_HOSTS = {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"}
 _REFRESH_MARGIN_S = 300
 _ACTIONS = {
     "invalid_client": "Check MicrosoftAppPassword (the secret's value, not its ID) and that it has not expired.",
@@ -41,10 +40,9 @@ class BotTokens:
         if s.app_type == "UserAssignedMSI":
             return msal.ManagedIdentityClient(msal.UserAssignedManagedIdentity(client_id=s.app_id), http_client=session)
         tenant = s.app_tenant_id if s.app_type == "SingleTenant" else "botframework.com"
-        host = urlsplit(s.authority_host).hostname or ""
         return msal.ConfidentialClientApplication(
             s.app_id, client_credential=s.app_password, authority=f"{s.authority_host}/{tenant}",
-            instance_discovery=None if host in _MICROSOFT_HOSTS else False, http_client=session)
+            instance_discovery=instance_discovery(s.authority_host), http_client=session)
 
     def _acquire(self, audience: str) -> dict[str, Any]:
         if self._client is None:

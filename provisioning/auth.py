@@ -23,6 +23,11 @@ _MICROSOFT_HOSTS = {"login.microsoftonline.com", "login.microsoftonline.us", "lo
 _REFRESH_MARGIN_S = 300
 
 
+def instance_discovery(authority_host: str) -> bool | None:
+    """msal's `instance_discovery`: its default for Microsoft's own hosts, off for any other (a national cloud proxy, the sandbox)."""
+    return None if (urlsplit(authority_host).hostname or "") in _MICROSOFT_HOSTS else False
+
+
 class TokenProvider:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -39,12 +44,11 @@ class TokenProvider:
         else:
             credential = s.client_secret
         session = TrustingSession(s.ca_bundle)
-        host = urlsplit(s.authority_host).hostname or ""
         return msal.ConfidentialClientApplication(
             s.client_id,
             client_credential=credential,
             authority=f"{s.authority_host}/{s.tenant_id}",
-            instance_discovery=None if host in _MICROSOFT_HOSTS else False,
+            instance_discovery=instance_discovery(s.authority_host),
             http_client=session,
         )
 

@@ -262,7 +262,10 @@ class ProvisioningService:
     def hand_over(self, job_id: str, ctx: StepContext) -> None:
         """Keep what was just read for the job's next run (its first run after approval, or the run after a person
         confirmed a step), for FRESH_FOR_S at most: a run that starts later reads the tenant itself."""
-        self._fresh[job_id] = (time.monotonic(), ctx.known())
+        now = time.monotonic()
+        for stale in [j for j, (at, _) in self._fresh.items() if now - at > FRESH_FOR_S]:  # runs that started elsewhere, or never
+            del self._fresh[stale]
+        self._fresh[job_id] = (now, ctx.known())
 
     def take_over(self, job_id: str) -> dict[str, "asyncio.Future[Any]"]:
         at, known = self._fresh.pop(job_id, (0.0, {}))
@@ -581,11 +584,14 @@ class ProvisioningService:
                 log.warning("could not remove the unretrieved secret of cancelled job %s: %s", job_id, exc.code)
         return await self.get_job(job_id)
 
-    async def take_secret(self, job_id: str, actor: Actor) -> str:
+    async def _requester_only(self, job_id: str, actor: Actor, what: str) -> None:
         job = await self.load(job_id)
         if actor.id != job.requested_by.id:
-            raise NotAuthorizedError("Only the person who requested this setup can see its client secret.",
-                                     action=f"Ask {job.requested_by.name or 'the requester'} to retrieve it.")
+            raise NotAuthorizedError(f"Only the person who requested this setup can {what} its client secret.",
+                                     action=f"Ask {job.requested_by.name or 'the requester'} to do it.")
+
+    async def take_secret(self, job_id: str, actor: Actor) -> str:
+        await self._requester_only(job_id, actor, "see")
 
         def fn(c: sqlite3.Connection) -> str:
             _key_id, text = self.vault.take_in(c, job_id)
@@ -601,10 +607,7 @@ class ProvisioningService:
     async def use_secret(self, job_id: str, actor: Actor, use: Callable[[str], Awaitable[None]]) -> None:
         """Hand the secret to `use` (the sandbox's emulated Copilot Studio) and destroy the stored copy only after
         `use` succeeded: a crash in between leaves it in the vault, so the step can still be done."""
-        job = await self.load(job_id)
-        if actor.id != job.requested_by.id:
-            raise NotAuthorizedError("Only the person who requested this setup can use its client secret.",
-                                     action=f"Ask {job.requested_by.name or 'the requester'} to do this step.")
+        await self._requester_only(job_id, actor, "use")
         secret = await self.journal.tx(lambda c: self.vault.peek_in(c, job_id)[1])
         try:
             await use(secret)

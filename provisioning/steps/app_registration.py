@@ -53,7 +53,7 @@ class AppRegistration(Step):
     name = StepName.APP_REGISTRATION
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"app": await ctx.cached("app", lambda: ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value))}
+        return {"app": await ctx.application(self.name.value)}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         want = _flat(desired(ctx.request))

@@ -52,6 +52,16 @@ class StepContext:
                 del self.fresh[key]
             raise
 
+    async def application(self, step: str) -> dict[str, Any] | None:
+        """This setup's app registration (by its uniqueName), as this run knows it."""
+        app: dict[str, Any] | None = await self.cached("app", lambda: self.graph.get_application_by_unique_name(self.unique_name, step=step))
+        return app
+
+    async def agent_bot(self, step: str) -> dict[str, Any]:
+        """The agent's Dataverse bot row, as this run knows it."""
+        bot: dict[str, Any] = await self.cached("bot", lambda: self.dataverse.get_bot(self.agent.bot_id, step=step))
+        return bot
+
     def know(self, key: str, value: Any) -> None:
         """Record the state a write just returned, so the next step need not read it back."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

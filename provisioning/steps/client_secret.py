@@ -19,7 +19,7 @@ class ClientSecret(Step):
     name = StepName.CLIENT_SECRET
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        app = await ctx.cached("app", lambda: ctx.graph.get_application_by_unique_name(ctx.unique_name, step=self.name.value))
+        app = await ctx.application(self.name.value)
         creds = list((app or {}).get("passwordCredentials") or [])
         stamp = now()
         ours = [c for c in creds if str(c.get("displayName") or "").startswith(SECRET_MARKER) and (parse_time(c.get("endDateTime")) or stamp) > stamp]

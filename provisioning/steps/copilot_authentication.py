@@ -24,7 +24,7 @@ class CopilotAuthentication(Step):
     guided = True
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"bot": await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))}
+        return {"bot": await ctx.agent_bot(self.name.value)}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         mode, connection = auth_state(current["bot"])
@@ -57,7 +57,7 @@ class CopilotAuthentication(Step):
 
     async def verify(self, ctx: StepContext) -> Verification:
         ctx.forget("bot")  # the operator changed it: read it again (the next steps then use this read)
-        bot = await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))
+        bot = await ctx.agent_bot(self.name.value)
         mode, connection = auth_state(bot)
         if mode == 3 and connection:
             return Verification(True, "Dataverse shows manual Microsoft Entra ID authentication with a token-service connection.")

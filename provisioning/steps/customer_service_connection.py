@@ -23,7 +23,7 @@ class CustomerServiceConnection(Step):
         return request.connect_customer_service
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        bot = await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))
+        bot = await ctx.agent_bot(self.name.value)
         app_id = registration_app_id(bot)
         user = None
         if app_id:

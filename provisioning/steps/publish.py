@@ -27,7 +27,7 @@ class Publish(Step):
     name = StepName.PUBLISH
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"bot": await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))}
+        return {"bot": await ctx.agent_bot(self.name.value)}
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         mode = published_auth_mode(current["bot"])
@@ -77,7 +77,7 @@ class Publish(Step):
             await sleep(interval)
 
     async def verify(self, ctx: StepContext) -> Verification:
-        bot = await ctx.cached("bot", lambda: ctx.dataverse.get_bot(ctx.agent.bot_id, step=self.name.value))
+        bot = await ctx.agent_bot(self.name.value)
         mode = published_auth_mode(bot)
         if mode == "CustomAzureActiveDirectory":
             return Verification(True, "The published agent uses manual Microsoft Entra ID authentication.")
