@@ -1,6 +1,6 @@
 """Validation of Graph request and response bodies against the official contract schema.
 
-The schema lives in `../shared/schemas/` beside the project root (override with COPILOT_SETUP_SCHEMAS).
+The schema lives in the repository's `contracts/` folder (override with COPILOT_SETUP_SCHEMAS).
 Validation failures are turned into the messages Graph itself gives for the same mistakes.
 """
 
@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 GRAPH_SCHEMA_FILE = "graph-v1-applications.schema.json"
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 
 
 class SchemaNotFound(RuntimeError):
@@ -26,7 +27,7 @@ class SchemaNotFound(RuntimeError):
 def schemas_dir() -> Path:
     override = os.environ.get("COPILOT_SETUP_SCHEMAS")
     candidates = [Path(override)] if override else []
-    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "schemas")
+    candidates.append(CONTRACTS)
     for c in candidates:
         if (c / GRAPH_SCHEMA_FILE).exists():
             return c

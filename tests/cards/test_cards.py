@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -31,8 +30,9 @@ from provisioning.models import (
     StepStatus,
     StepView,
 )
+from sandbox.schema import CONTRACTS
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "adaptive-card-1.5.json").read_text())
+SCHEMA = json.loads((CONTRACTS / "adaptive-card-1.5.json").read_text())
 VALIDATOR = jsonschema.Draft6Validator(SCHEMA)
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 AGENT = AgentSummary("https://contoso.crm.dynamics.com", "b0b0b0b0-0000-0000-0000-000000000001", "Contoso Support", "cr6a1_contosoSupport")

@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 
 from manifest.build import ManifestError, build, main
+from sandbox.schema import CONTRACTS
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "teams-manifest-v1.30.json").read_text())
+SCHEMA = json.loads((CONTRACTS / "teams-manifest-v1.30.json").read_text())
 APP_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 

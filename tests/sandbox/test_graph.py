@@ -208,7 +208,7 @@ async def test_service_principal_create_and_read(sandbox: Sandbox) -> None:
 
 
 async def test_every_contract_vector(sandbox: Sandbox) -> None:
-    """Every test vector from ../shared/schemas, through the same validator the sandbox uses."""
+    """Every test vector from contracts/, through the same validator the sandbox uses."""
     import json
 
     cases = json.loads((schema.schemas_dir() / "graph-v1-applications.examples.json").read_text())["cases"]
