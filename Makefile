@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 PLAYGROUND := tools/playground/node_modules/.package-lock.json
+# The server binary of whichever PostgreSQL major is installed; when none is, a path naming what is missing (so the
+# rule that installs it runs).
+POSTGRES := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres)),/usr/lib/postgresql/MAJOR/bin/postgres)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck sandbox clean bench
@@ -22,6 +25,15 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
 
+# Debian's PostgreSQL server for the storage tests, which start their own throwaway server as an unprivileged user
+# (tests/fixtures/postgres.py). The distribution's own cluster is not wanted: postgresql-common is told not to create
+# it (create_main_cluster, read from createcluster.d), so no service starts and nothing listens on port 5432.
+$(POSTGRES):
+	$(SUDO) mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" | $(SUDO) tee /etc/postgresql-common/createcluster.d/no-main-cluster.conf >/dev/null
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq postgresql
+
 # The Microsoft 365 Agents Playground, pinned by the lockfile.
 $(PLAYGROUND): tools/playground/package-lock.json
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
@@ -32,15 +44,23 @@ $(PLAYGROUND): tools/playground/package-lock.json
 run: $(STAMP) $(PLAYGROUND)
 	$(PY) -m scripts.run
 
-# Installs what the tests need, then runs every test: inside a network namespace that has only loopback when the
-# machine allows one, so nothing a test starts (bot, sandbox, Playground, Chromium) can reach anything else.
-test: $(STAMP) $(CHROMIUM) $(PLAYGROUND)
-	@if unshare --net --map-root-user true 2>/dev/null; then \
+# Installs what the tests need, then runs every test (PYTEST_ARGS narrows them: `make test PYTEST_ARGS=tests/store`):
+# inside a network namespace that has only loopback when the machine allows one, so nothing a test starts (bot,
+# sandbox, Playground, Chromium, PostgreSQL) can reach anything else. PostgreSQL refuses to run as root. As real root,
+# the namespace is a network namespace alone: a user namespace that maps only uid 0 would leave no other uid to switch
+# to, and root keeps its real uids so the fixture runs the server as the `postgres` account. Otherwise an unprivileged
+# user maps itself to root in a user namespace (needed to bring `lo` up) and the fixture runs the server as that user.
+PYTEST := NO_PROXY=127.0.0.1,localhost $(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(CHROMIUM) $(PLAYGROUND) $(POSTGRES)
+	@if [ "$$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then \
+		echo "Running the tests as root in a loopback-only network namespace (no user namespace; PostgreSQL runs as the postgres account)."; \
+		unshare --net sh -c 'ip link set lo up && $(PYTEST)'; \
+	elif [ "$$(id -u)" != 0 ] && unshare --net --map-root-user true 2>/dev/null; then \
 		echo "Running the tests in a loopback-only network namespace."; \
-		unshare --net --map-root-user sh -c 'ip link set lo up && NO_PROXY=127.0.0.1,localhost $(PY) -m pytest'; \
+		unshare --net --map-root-user sh -c 'ip link set lo up && $(PYTEST)'; \
 	else \
 		echo "No network namespace available here; running the tests on the host network (they only use 127.0.0.1)."; \
-		NO_PROXY=127.0.0.1,localhost $(PY) -m pytest; \
+		$(PYTEST); \
 	fi
 
 bench: $(STAMP)
