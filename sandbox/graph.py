@@ -85,7 +85,8 @@ class Graph:
     # ---- plumbing (also used by graph_directory and graph_credentials) ---------------------------------
 
     def replicating(self, created: float | None) -> bool:
-        return created is not None and self.clock.now() - created < self.faults.settings.replication_delay_s
+        """Still invisible to reads; an object made before the clock was set back counts as replicated."""
+        return created is not None and 0 <= self.clock.now() - created < self.faults.settings.replication_delay_s
 
     def context(self, fragment: str) -> str:
         return f"{GRAPH_CONTEXT}{fragment}"
