@@ -30,9 +30,12 @@ def parse_args(argv: list[str] | None) -> SandboxOptions:
     p.add_argument("--graph-port", type=int, default=0)
     p.add_argument("--dataverse-port", type=int, action="append", default=[], help="one per environment, in order")
     p.add_argument("--operator-port", type=int, default=0)
+    p.add_argument("--portal-port", type=int, default=0, help="the plain-HTTP read-only portal pages")
     p.add_argument("--propagation-delay", type=_duration, default=timedelta(hours=2), help="e.g. 90s, 2m, 2h (default 2h)")
     p.add_argument("--publish-duration", type=_duration, default=timedelta(seconds=2))
     p.add_argument("--max-password-lifetime", default="P365D", help="tenant policy, ISO 8601 days like P365D; 'none' for no policy")
+    p.add_argument("--block-password-addition", action="store_true",
+                   help="tenant policy: addPassword fails with CredentialTypeNotAllowedAsPerAppPolicy (federated credentials stay allowed)")
     p.add_argument("--replication-delay", type=float, default=3.0, help="seconds a new object stays invisible")
     p.add_argument("--throttle-rate", type=float, default=0.0, help="share of calls answered 429")
     p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429/503")
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None) -> SandboxOptions:
         publish_duration=a.publish_duration,
         max_password_lifetime=None if a.max_password_lifetime.lower() == "none" else a.max_password_lifetime,
         authority_port=a.authority_port, graph_port=a.graph_port, dataverse_ports=tuple(a.dataverse_port),
-        operator_port=a.operator_port,
+        operator_port=a.operator_port, portal_port=a.portal_port, block_password_addition=a.block_password_addition,
     )
 
 

@@ -1,26 +1,30 @@
 """The sandbox: Entra, Graph, one Dataverse per environment and the operator endpoint, each on its own
-HTTPS origin on 127.0.0.1, sharing one durable store."""
+HTTPS origin on 127.0.0.1, sharing one durable store; and a plain-HTTP read-only portal for people."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from . import schema
-from .dataverse import Environment, sync_status
+from .clock import CLOCK, Clock, stamp_date
+from .dataverse import Environment
 from .entra import Entra
 from .faults import FaultInjector, FaultSettings
 from .graph import Graph
 from .identity import GRAPH_RESOURCE, Identities
 from .operator import Operator
+from .policy import TenantPolicy
+from .portal import Portal
+from .seed import seed
+from .snapshot import snapshot
 from .store import Store
 from .tls import ensure_certificates, server_context
 
@@ -31,15 +35,6 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_CLIENT_NAME = "Copilot Setup Bot provisioning (sandbox)"
-
-SEED_AGENTS: dict[str, list[dict[str, Any]]] = {
-    "contoso": [
-        {"name": "Contoso Support", "schemaname": "cr6a1_contosoSupport"},
-        {"name": "Contoso Returns and Warranty Claims Assistant", "schemaname": "cr6a1_contosoReturnsWarranty"},
-        {"name": "Contoso HR Helpdesk", "schemaname": "cr6a1_contosoHrHelpdesk", "set_up": True},
-    ],
-    "fabrikam": [{"name": "Fabrikam Service Desk", "schemaname": "cr7b2_fabrikamServiceDesk"}],
-}
 
 
 @dataclass
@@ -55,10 +50,8 @@ class SandboxOptions:
     graph_port: int = 0
     dataverse_ports: tuple[int, ...] = ()
     operator_port: int = 0
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    block_password_addition: bool = False  # tenant app-management policy: no new client secrets
+    portal_port: int = 0  # the plain-HTTP read-only portal pages
 
 
 class Sandbox:
@@ -69,6 +62,11 @@ class Sandbox:
         self.store = Store(self.options.state_path)
         self.identities = Identities(self.store)
         self.faults = FaultInjector(self.options.faults)
+        self.clock = Clock()
+        self.policy = TenantPolicy(
+            max_password_lifetime=self.options.max_password_lifetime,
+            block_password_addition=self.options.block_password_addition,
+        )
         self.environments: dict[str, Environment] = {}
         self.env: dict[str, str] = {}
         self._runners: list[web.AppRunner] = []
@@ -88,14 +86,15 @@ class Sandbox:
                 "client_id": str(uuid.uuid4()),
             }
             await self.store.put("meta", "tenant", meta)
+        self.clock.set_offset(float((self.store.get("meta", "clock") or {}).get("offset_s", 0.0)))
         tenant_id = meta["tenant_id"]
         self.entra = Entra(tenant_id=tenant_id, identities=self.identities, key_pem=meta["key_pem"].encode(), resources=[GRAPH_RESOURCE, BOT_FRAMEWORK_RESOURCE])
         self.graph = Graph(
             store=self.store, entra=self.entra, faults=self.faults,
-            publisher_domain="contoso.onmicrosoft.com", max_password_lifetime=self.options.max_password_lifetime,
+            publisher_domain="contoso.onmicrosoft.com", policy=self.policy, clock=self.clock,
         )
         for name in self.options.environments:
-            env = Environment(name=name, store=self.store, entra=self.entra, identities=self.identities, faults=self.faults)
+            env = Environment(name=name, store=self.store, entra=self.entra, identities=self.identities, faults=self.faults, clock=self.clock)
             env.publish_duration = self.options.publish_duration.total_seconds()
             self.environments[name] = env
         if self.identities.get(meta["client_id"]) is None:
@@ -106,16 +105,18 @@ class Sandbox:
                 client_id=meta["client_id"],
             )
         if self.store.get("meta", "seeded") is None:
-            await self._seed()
+            await seed(self.store, self.options.environments, self.clock.iso())
         secret = await self.identities.rotate_secret(meta["client_id"])
 
-        self.entra.base_url = await self._serve(self.entra.routes(), ssl_ctx, self.options.authority_port)
+        # Entra keeps real time in its answers: tokens are issued and checked on real time (see clock.py).
+        self.entra.base_url = await self._serve(self.entra.routes(), ssl_ctx, self.options.authority_port, dated=False)
         self.graph.base_url = await self._serve(self.graph.routes(), ssl_ctx, self.options.graph_port)
         ports = (list(self.options.dataverse_ports) + [0] * len(self.environments))[: len(self.environments)]
         for env, port in zip(self.environments.values(), ports, strict=True):
             env.origin = await self._serve(env.routes(), ssl_ctx, port)
             self.entra.resources.append(env.origin)
         operator_url = await self._serve(Operator(self).routes(), ssl_ctx, self.options.operator_port)
+        portal_url = await self._serve(Portal(self).routes(), None, self.options.portal_port)
         self.env = {
             "AZURE_AUTHORITY_HOST": self.entra.base_url,
             "GRAPH_ENDPOINT": self.graph.base_url,
@@ -126,20 +127,24 @@ class Sandbox:
             "SSL_CERT_FILE": str(ca.resolve()),
             "REQUESTS_CA_BUNDLE": str(ca.resolve()),
             "SANDBOX_URL": operator_url,
+            "SANDBOX_PORTAL_URL": portal_url,
         }
-        log.info("sandbox started: authority %s, graph %s, dataverse %s, operator %s",
-                 self.entra.base_url, self.graph.base_url, self.env["DATAVERSE_URL"], operator_url)
+        log.info("sandbox started: authority %s, graph %s, dataverse %s, operator %s, portal %s",
+                 self.entra.base_url, self.graph.base_url, self.env["DATAVERSE_URL"], operator_url, portal_url)
 
-    async def _serve(self, routes: list[web.RouteDef], ssl_ctx: Any, port: int) -> str:
+    async def _serve(self, routes: list[web.RouteDef], ssl_ctx: Any, port: int, *, dated: bool = True) -> str:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.add_routes(routes)
+        if dated:
+            app[CLOCK] = self.clock
+            app.on_response_prepare.append(stamp_date)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, HOST, port, ssl_context=ssl_ctx)
         await site.start()
         self._runners.append(runner)
         bound = runner.addresses[-1][1]
-        return f"https://{HOST}:{bound}"
+        return f"{'https' if ssl_ctx else 'http'}://{HOST}:{bound}"
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):
@@ -150,81 +155,14 @@ class Sandbox:
     async def set_faults(self, settings: FaultSettings) -> None:
         self.faults.update(settings)
 
+    async def set_clock_offset(self, offset_s: float) -> None:
+        self.clock.set_offset(offset_s)
+        await self.store.put("meta", "clock", {"offset_s": self.clock.offset_s})
+
     @property
     def url(self) -> str:
         return self.env["SANDBOX_URL"]
 
-    async def _seed(self) -> None:
-        for name in self.options.environments:
-            org = {"organizationid": str(uuid.uuid4()), "name": name, "_business_unit": str(uuid.uuid4())}
-            await self.store.put("organization", name, org)
-            ws_id = str(uuid.uuid4())
-            await self.store.put("workstream", ws_id, {
-                "msdyn_liveworkstreamid": ws_id, "msdyn_name": f"{name.title()} chat workstream",
-                "_msdyn_bot_user_value": None, "msdyn_bothandle": None, "_env": name,
-            })
-            for agent in SEED_AGENTS.get(name, [{"name": f"{name.title()} Agent", "schemaname": f"cr0_{name}Agent"}]):
-                await self._seed_bot(name, agent)
-        await self.store.put("meta", "seeded", {"at": _now_iso()})
-
-    async def _seed_bot(self, env: str, agent: dict[str, Any]) -> None:
-        bot_id = str(uuid.uuid4())
-        registration = str(uuid.uuid4())
-        set_up = bool(agent.get("set_up"))
-        published = _now_iso()
-        mode = 3 if set_up else 2
-        bot = {
-            "botid": bot_id, "name": agent["name"], "schemaname": agent["schemaname"],
-            "authenticationmode": mode, "authenticationtrigger": 1 if set_up else 0, "accesscontrolpolicy": 0,
-            "authenticationconfiguration": json.dumps({"$kind": "BotAuthenticationConfiguration", "connectionName": str(uuid.uuid4())}) if set_up else None,
-            "configuration": json.dumps({"$kind": "BotConfiguration", "channels": [{"$kind": "ChannelDefinition", "channelId": "MsTeams"}]}),
-            "synchronizationstatus": sync_status(mode, registration, published),
-            "publishedon": published, "statecode": 0, "statuscode": 1, "ismanaged": False, "language": 1033,
-            "createdon": published, "modifiedon": published, "versionnumber": 1,
-            "_env": env, "_registration_app_id": registration, "_publish_due": None, "_published_auth_mode": mode,
-        }
-        await self.store.put("bot", bot_id, bot)
-        if set_up:
-            user_id = str(uuid.uuid4())
-            await self.store.put("systemuser", user_id, {
-                "systemuserid": user_id, "fullname": agent["name"], "applicationid": registration, "isdisabled": False,
-                "accessmode": 4, "msdyn_agentType": 192350001, "msdyn_botprovider": 192350000,
-                "msdyn_botapplicationid": registration, "msdyn_bothandle": agent["schemaname"], "msdyn_usertype": 192350001,
-                "msdyn_owningenvironmentid": env, "azureactivedirectoryobjectid": None, "_env": env,
-            })
-
     async def snapshot(self) -> dict[str, Any]:
         """What the tenant holds, for tests and people; never a secret or its hash."""
-        def strip(doc: dict[str, Any]) -> dict[str, Any]:
-            out = {k: v for k, v in doc.items() if not k.startswith("_")}
-            if "passwordCredentials" in out:
-                out["passwordCredentials"] = [{k: v for k, v in p.items() if not k.startswith("_")} for p in out["passwordCredentials"]]
-            return out
-
-        apps = []
-        for a in self.store.all("application"):
-            doc = strip(a)
-            doc["owner"] = a.get("_owner")
-            apps.append(doc)
-        envs = {}
-        for name, env in self.environments.items():
-            bots = []
-            for b in await env.bots():
-                doc = strip(b)
-                doc["registration_application_id"] = b["_registration_app_id"]
-                doc["secured_access"] = self.store.get("secured_access", b["botid"])
-                bots.append(doc)
-            envs[name] = {
-                "url": env.origin,
-                "organization_id": self.store.get("organization", name)["organizationid"],  # type: ignore[index]
-                "bots": bots,
-                "bot_application_users": [strip(u) for u in env.systemusers() if u.get("msdyn_agentType") == 192350001],
-                "workstreams": [strip(w) | {"_msdyn_bot_user_value": w.get("_msdyn_bot_user_value")} for w in self.store.all("workstream") if w["_env"] == name],
-            }
-        return {
-            "tenant_id": self.entra.tenant_id if self.entra else None,
-            "applications": apps,
-            "service_principals": [strip(sp) for sp in self.store.all("service_principal")],
-            "environments": envs,
-            "faults": self.faults.settings.to_dict(),
-        }
+        return await snapshot(self)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
+from .clock import Clock
 from .entra import Entra, InvalidToken
 from .errors import dataverse_error
 from .faults import FaultInjector
@@ -42,11 +42,10 @@ _ITEM = re.compile(r"^(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)(?:/(?P<action>[\w
 _CLAUSE = re.compile(r"^\s*(?P<prop>\w+)\s+eq\s+(?:'(?P<s>(?:[^']|'')*)'|(?P<n>-?\d+)|(?P<b>true|false)|(?P<g>[0-9a-fA-F-]{36}))\s*$", re.I)
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def sync_status(auth_mode: int, app_id: str, published: str | None, started: str | None = None, ended: str | None = None) -> str:
+def sync_status(
+    auth_mode: int, app_id: str, published: str | None, started: str | None = None, ended: str | None = None, *, now: str = "",
+) -> str:
+    """The bot's `synchronizationstatus` memo (microsoft-apis.md §9); `now` stands in while it was never published."""
     doc: dict[str, Any] = {
         "$kind": "BotSynchronizationDetails",
         "contentVersion": 2,
@@ -54,14 +53,14 @@ def sync_status(auth_mode: int, app_id: str, published: str | None, started: str
             "$kind": "SynchronizationState",
             "botRegistration": {
                 "$kind": "BotRegistrationDetails",
-                "botRegistrationIdConsumptionTime": published or _now_iso(),
+                "botRegistrationIdConsumptionTime": published or now,
                 "applicationId": app_id,
                 "isAppAvailableInTenant": True,
             },
             "provisioningStatus": "Provisioned",
             "state": "Synchronized",
         },
-        "lastSynchronizedOnUtc": published or _now_iso(),
+        "lastSynchronizedOnUtc": published or now,
     }
     if published:
         doc["lastFinishedPublishOperation"] = {
@@ -76,8 +75,11 @@ def sync_status(auth_mode: int, app_id: str, published: str | None, started: str
 class Environment:
     """One emulated Dataverse environment."""
 
-    def __init__(self, *, name: str, store: Store, entra: Entra, identities: Identities, faults: FaultInjector) -> None:
+    def __init__(
+        self, *, name: str, store: Store, entra: Entra, identities: Identities, faults: FaultInjector, clock: Clock | None = None,
+    ) -> None:
         self.name = name
+        self.clock = clock or Clock()
         self.store = store
         self.entra = entra
         self.identities = identities
@@ -97,7 +99,7 @@ class Environment:
     async def settle(self, bot: dict[str, Any]) -> dict[str, Any]:
         """Finish a publish whose time has come (the real one completes asynchronously)."""
         due = bot.get("_publish_due")
-        if due and time.time() >= due:
+        if due and self.clock.now() >= due:
             stamp = datetime.fromtimestamp(due, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             bot["publishedon"] = stamp
             bot["synchronizationstatus"] = sync_status(
@@ -105,6 +107,7 @@ class Environment:
                 started=_precise(bot.get("_publish_started") or due), ended=_precise(due),
             )
             bot["_published_auth_mode"] = bot["authenticationmode"]
+            bot["_auth_published"] = True
             bot["_publish_due"] = None
             bot["versionnumber"] += 1
             await self.store.put("bot", bot["botid"], bot)
@@ -187,8 +190,8 @@ class Environment:
                 "BusinessUnitId": org["_business_unit"], "UserId": client.user_id, "OrganizationId": org["organizationid"],
             })
         if path == "organizations" and method == "GET":
-            org = {k: v for k, v in self._organization().items() if not k.startswith("_")}
-            return self._collection(request, "organizations", [org], ("organizationid", "name"))
+            org = {"friendlyname": friendly_name(self.name)} | {k: v for k, v in self._organization().items() if not k.startswith("_")}
+            return self._collection(request, "organizations", [org], ("organizationid", "name", "friendlyname"))
         if path == "bots" and method == "GET":
             return self._collection(request, "bots", await self.bots(), BOT_COLUMNS)
         if path == "systemusers" and method == "GET":
@@ -304,19 +307,30 @@ class Environment:
             if key in body and body[key] not in allowed:
                 return self._error(400, "0x8004431a", f"{body[key]} is not a valid value for {key}.")
         bot.update(body)
+        if {"authenticationmode", "authenticationtrigger", "authenticationconfiguration"} & set(body):
+            bot["_auth_published"] = False
         bot["versionnumber"] += 1
-        bot["modifiedon"] = _now_iso()
+        bot["modifiedon"] = self.clock.iso()
         await self.store.put("bot", bot["botid"], bot)
         return web.Response(status=204)
 
     async def _publish(self, request: web.Request, bot: dict[str, Any]) -> web.Response:
+        # 409 cases (microsoft-apis.md §9, [obs]): a publish already running (older job state
+        # NotAcceptedAlreadyRunning), and a parent agent published before its child agents (ExternalServiceException).
+        # Code 0x80040265 is what Dataverse answers when a plugin or custom API refuses an operation (sandbox README).
         if bot.get("_publish_due"):
-            return self._error(409, "0x80060891", "A publish operation is already in progress for this bot. Try again when it finishes.")
+            return self._error(409, "0x80040265", "A publish operation is already in progress for this bot (NotAcceptedAlreadyRunning). "
+                               "Try again when it finishes.")
+        pending = [c for c in await self.bots() if c.get("_parent_botid") == bot["botid"] and (c.get("_publish_due") or not c.get("publishedon"))]
+        if pending:
+            names = ", ".join(f"'{c['name']}'" for c in pending)
+            return self._error(409, "0x80040265", f"ExternalServiceException: the child agent(s) {names} of '{bot['name']}' must be "
+                               "published before the parent agent. Publish the child agents first, then this agent.")
         if self.faults.roll(self.faults.settings.dataverse_burst_rate):
             if self.faults.pick(["401", "400"]) == "401":
                 return web.Response(status=401)
             return self._error(400, "0x80040216", "An unexpected error occurred: Request failed with status TooManyRequests (429). Retry the request later.")
-        bot["_publish_started"] = time.time()
+        bot["_publish_started"] = self.clock.now()
         bot["_publish_due"] = bot["_publish_started"] + self.publish_duration
         await self.store.put("bot", bot["botid"], bot)
         return web.json_response({
@@ -359,6 +373,11 @@ class Environment:
             row["_msdyn_bot_user_value"] = m.group(1).lower()
         await self.store.put("workstream", row["msdyn_liveworkstreamid"], row)
         return web.Response(status=204)
+
+
+def friendly_name(environment: str) -> str:
+    """What the Power Platform admin center shows for an environment, e.g. "Contoso (sandbox)"."""
+    return f"{environment.title()} (sandbox)"
 
 
 def _precise(ts: float) -> str:

@@ -9,11 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
+from .clock import CLOCK
+
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
-def _now_graph() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+def _now_graph(request: web.Request) -> str:
+    """innerError.date: UTC without an offset ("2021-04-20T17:22:30"), by the sandbox's clock."""
+    clock = request.app.get(CLOCK)
+    now = clock.utcnow() if clock is not None else datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def graph_error(
@@ -31,7 +36,7 @@ def graph_error(
         "code": code,
         "message": message,
         "innerError": {
-            "date": _now_graph(),
+            "date": _now_graph(request),
             "request-id": request_id,
             "client-request-id": request.headers.get("client-request-id", request_id),
         },

@@ -1,4 +1,5 @@
-"""Microsoft Graph v1.0: applications, passwords, service principals, the app-management policy.
+"""Microsoft Graph v1.0: applications and their passwords; service principals, owners, federated identity
+credentials and the app-management policy live in graph_directory.py and graph_credentials.py.
 
 Strict like the real service: every request body is validated against the contract schema; bearer
 tokens are checked (signature, audience https://graph.microsoft.com, expiry, app roles); an app-only
@@ -12,109 +13,40 @@ import asyncio
 import copy
 import json
 import re
-import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from . import schema
+from .clock import Clock
 from .entra import Entra, InvalidToken, TokenInfo
 from .errors import REQUEST_ID, graph_error
 from .faults import FaultInjector
-from .identity import GRAPH_APP_ID, GRAPH_RESOURCE, hash_secret, new_secret
+from .graph_credentials import FederatedCredentials
+from .graph_directory import Directory
+from .graph_model import GRAPH_CONTEXT, deep_merge, new_application, parse_dt, public
+from .identity import GRAPH_RESOURCE, hash_secret, new_secret
+from .policy import TenantPolicy
 from .store import Store
 
 WRITE_ROLES = frozenset({"Application.ReadWrite.OwnedBy", "Application.ReadWrite.All"})
 READ_ROLES = WRITE_ROLES | {"Application.Read.All", "Directory.Read.All"}
 ALL_ROLES = frozenset({"Application.ReadWrite.All"})
-OPENID_SCOPE_ID = "37f7f235-527c-4136-accd-4a02d197296e"
-PROFILE_SCOPE_ID = "14dad69e-099b-42c9-810b-d002981feec1"
-GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 FILTERABLE = {"displayName", "appId", "uniqueName", "signInAudience", "id"}
 DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)
 
-_KEY = re.compile(r"^applications(?:/(?P<id>[^/(]+)|\((?P<alt>appId|uniqueName)='(?P<val>[^']*)'\))(?:/(?P<action>[A-Za-z.]+))?$")
+_KEY = re.compile(
+    r"^applications(?:/(?P<id>[^/(]+)|\((?P<alt>appId|uniqueName)='(?P<val>[^']*)'\))"
+    r"(?:/(?P<action>[A-Za-z.]+)(?P<rest>(?:\(.*\)|/.*)?))?/?$"
+)
 _FILTER = re.compile(
     r"^\s*(?:(?P<prop>\w+)\s+eq\s+'(?P<val>(?:[^']|'')*)'|startswith\(\s*(?P<sprop>\w+)\s*,\s*'(?P<sval>(?:[^']|'')*)'\s*\))\s*$",
     re.IGNORECASE,
 )
 
 Handler = Callable[[web.Request, TokenInfo], Awaitable[web.Response]]
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_dt(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in doc.items() if not k.startswith("_")}
-    if "passwordCredentials" in out:
-        out["passwordCredentials"] = [{k: v for k, v in p.items() if not k.startswith("_")} for p in out["passwordCredentials"]]
-    return out
-
-
-def _deep_merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict) and not key.startswith("@"):
-            _deep_merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
-def new_application(display_name: str, owner: str, publisher_domain: str) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "id": str(uuid.uuid4()),
-        "deletedDateTime": None,
-        "appId": str(uuid.uuid4()),
-        "applicationTemplateId": None,
-        "disabledByMicrosoftStatus": None,
-        "createdDateTime": _iso(now),
-        "displayName": display_name,
-        "description": None,
-        "groupMembershipClaims": None,
-        "identifierUris": [],
-        "isDeviceOnlyAuthSupported": None,
-        "isFallbackPublicClient": None,
-        "notes": None,
-        "publisherDomain": publisher_domain,
-        "serviceManagementReference": None,
-        "signInAudience": "AzureADMyOrg",
-        "tags": [],
-        "tokenEncryptionKeyId": None,
-        "uniqueName": None,
-        "api": {
-            "acceptMappedClaims": None,
-            "knownClientApplications": [],
-            "requestedAccessTokenVersion": None,
-            "oauth2PermissionScopes": [],
-            "preAuthorizedApplications": [],
-        },
-        "appRoles": [],
-        "info": {"logoUrl": None, "marketingUrl": None, "privacyStatementUrl": None, "supportUrl": None, "termsOfServiceUrl": None},
-        "keyCredentials": [],
-        "optionalClaims": None,
-        "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
-        "passwordCredentials": [],
-        "publicClient": {"redirectUris": []},
-        "requiredResourceAccess": [],
-        "spa": {"redirectUris": []},
-        "web": {
-            "homePageUrl": None,
-            "logoutUrl": None,
-            "redirectUris": [],
-            "implicitGrantSettings": {"enableAccessTokenIssuance": False, "enableIdTokenIssuance": False},
-            "redirectUriSettings": [],
-        },
-        "_owner": owner,
-        "_created": now,
-    }
 
 
 class Graph:
@@ -125,26 +57,39 @@ class Graph:
         entra: Entra,
         faults: FaultInjector,
         publisher_domain: str,
-        max_password_lifetime: str | None,
+        policy: TenantPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.entra = entra
         self.faults = faults
         self.publisher_domain = publisher_domain
-        self.max_password_lifetime = max_password_lifetime  # ISO 8601 duration like "P365D", None = no policy
+        self.policy = policy or TenantPolicy()
+        self.clock = clock or Clock()
         self.base_url = ""
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one writer at a time, shared with the operator endpoint
+        self.directory = Directory(self)
+        self.federated = FederatedCredentials(self)
+
+    @property
+    def max_password_lifetime(self) -> str | None:
+        return self.policy.max_password_lifetime
+
+    @max_password_lifetime.setter
+    def max_password_lifetime(self, value: str | None) -> None:
+        self.policy.max_password_lifetime = value
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", "/v1.0/{path:.*}", self.dispatch)]
 
-    # ---- plumbing -------------------------------------------------------------------------------------
+    # ---- plumbing (also used by graph_directory and graph_credentials) ---------------------------------
 
-    def _replicating(self, created: float | None) -> bool:
-        return created is not None and time.time() - created < self.faults.settings.replication_delay_s
+    def replicating(self, created: float | None) -> bool:
+        """Still invisible to reads; an object made before the clock was set back counts as replicated."""
+        return created is not None and 0 <= self.clock.now() - created < self.faults.settings.replication_delay_s
 
-    def _context(self, fragment: str) -> str:
-        return f"https://graph.microsoft.com/v1.0/$metadata#{fragment}"
+    def context(self, fragment: str) -> str:
+        return f"{GRAPH_CONTEXT}{fragment}"
 
     async def dispatch(self, request: web.Request) -> web.Response:
         request[REQUEST_ID] = str(uuid.uuid4())
@@ -183,11 +128,11 @@ class Graph:
                 if method == "POST":
                     return await self._guard(request, token, WRITE_ROLES, self.create_application)
             elif path == "servicePrincipals" and method == "POST":
-                return await self._guard(request, token, WRITE_ROLES, self.create_service_principal)
+                return await self._guard(request, token, WRITE_ROLES, self.directory.create_service_principal)
             elif path.startswith("servicePrincipals(appId='") and method == "GET":
-                return await self._guard(request, token, READ_ROLES, self.get_service_principal)
+                return await self._guard(request, token, READ_ROLES, self.directory.get_service_principal)
             elif path == "policies/defaultAppManagementPolicy" and method == "GET":
-                return await self._guard(request, token, frozenset({"Policy.Read.All"}), self.get_policy)
+                return await self._guard(request, token, frozenset({"Policy.Read.All"}), self.directory.get_policy)
             elif match := _KEY.match(path):
                 return await self._application_item(request, token, match)
         except json.JSONDecodeError:
@@ -200,33 +145,39 @@ class Graph:
     async def _guard(self, request: web.Request, token: TokenInfo, roles: frozenset[str], handler: Handler) -> web.Response:
         if not token.roles & roles:
             return graph_error(request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-        async with self._lock:
+        async with self.lock:
             return await handler(request, token)
 
-    async def _body(self, request: web.Request, definition: str) -> tuple[dict[str, Any] | None, web.Response | None]:
+    async def read_json(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+        """The JSON object in the body ({} without one); raises JSONDecodeError for unreadable JSON."""
         if not request.can_read_body:
-            data: Any = {}
-        else:
-            if request.content_type != "application/json":
-                return None, graph_error(request, 415, "BadRequest", "A supported MIME type could not be found that matches the content type of the response. None of the supported type(s) 'application/json' matches the content type '" + request.content_type + "'.")
-            data = json.loads(await request.text() or "{}")
+            return {}, None
+        if request.content_type != "application/json":
+            return None, graph_error(request, 415, "BadRequest", "A supported MIME type could not be found that matches the content type of the response. None of the supported type(s) 'application/json' matches the content type '" + request.content_type + "'.")
+        data = json.loads(await request.text() or "{}")
         if not isinstance(data, dict):
             return None, graph_error(request, 400, "BadRequest", "Unable to read JSON request payload.")
+        return data, None
+
+    async def body(self, request: web.Request, definition: str) -> tuple[dict[str, Any] | None, web.Response | None]:
+        data, err = await self.read_json(request)
+        if err:
+            return None, err
         problems = schema.errors(definition, data)
         if problems:
             return None, graph_error(request, 400, "Request_BadRequest", schema.graph_message(problems[0]))
         return data, None
 
-    def _visible(self, app: dict[str, Any], token: TokenInfo) -> bool:
+    def visible(self, app: dict[str, Any], token: TokenInfo) -> bool:
         return bool(token.roles & (ALL_ROLES | {"Application.Read.All", "Directory.Read.All"})) or app.get("_owner") == token.client_id
 
-    def _find(self, key: str, value: str) -> dict[str, Any] | None:
+    def find(self, key: str, value: str) -> dict[str, Any] | None:
         for app in self.store.all("application"):
             if app.get(key) == value:
                 return app
         return None
 
-    def _not_found(self, request: web.Request, ident: str) -> web.Response:
+    def not_found(self, request: web.Request, ident: str) -> web.Response:
         return graph_error(
             request, 404, "Request_ResourceNotFound",
             f"Resource '{ident}' does not exist or one of its queried reference-property objects are not present.",
@@ -234,9 +185,9 @@ class Graph:
 
     def _output(self, app: dict[str, Any]) -> dict[str, Any]:
         """The application as a follow-up read sees it: passwords still replicating are not there yet."""
-        out = _public(copy.deepcopy(app))
+        out = public(copy.deepcopy(app))
         out["passwordCredentials"] = [
-            _public(p) for p in app.get("passwordCredentials", []) if not self._replicating(p.get("_created"))
+            public(p) for p in app.get("passwordCredentials", []) if not self.replicating(p.get("_created"))
         ]
         for p in out["passwordCredentials"]:
             p.pop("secretText", None)
@@ -256,7 +207,7 @@ class Graph:
     # ---- applications ---------------------------------------------------------------------------------
 
     async def list_applications(self, request: web.Request, token: TokenInfo) -> web.Response:
-        apps = [a for a in self.store.all("application") if self._visible(a, token) and not self._replicating(a.get("_created"))]
+        apps = [a for a in self.store.all("application") if self.visible(a, token) and not self.replicating(a.get("_created"))]
         flt = request.query.get("$filter")
         if flt:
             m = _FILTER.match(flt)
@@ -283,20 +234,20 @@ class Graph:
             if err:
                 return err
             value.append(doc)
-        return web.json_response({"@odata.context": self._context("applications"), "value": value})
+        return web.json_response({"@odata.context": self.context("applications"), "value": value})
 
     async def create_application(self, request: web.Request, token: TokenInfo) -> web.Response:
-        body, err = await self._body(request, "request.applications.create")
+        body, err = await self.body(request, "request.applications.create")
         if err:
             return err
         assert body is not None
         if "passwordCredentials" in body:
             return graph_error(request, 400, "Request_BadRequest", "Use addPassword to add a client secret; passwordCredentials on create is not supported here.")
-        app = new_application(body["displayName"], token.client_id, self.publisher_domain)
-        _deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
+        app = new_application(body["displayName"], token.client_id, self.publisher_domain, self.clock.now())
+        deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
         await self.store.put("application", app["id"], app)
         out = self._output(app)
-        out["@odata.context"] = self._context("applications/$entity")
+        out["@odata.context"] = self.context("applications/$entity")
         return web.json_response(out, status=201, headers={"Location": f"{self.base_url}/v1.0/directoryObjects/{app['id']}/Microsoft.DirectoryServices.Application"})
 
     async def _application_item(self, request: web.Request, token: TokenInfo, match: re.Match[str]) -> web.Response:
@@ -307,16 +258,11 @@ class Graph:
         needed = READ_ROLES if method == "GET" else WRITE_ROLES
         if not token.roles & needed:
             return graph_error(request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-        async with self._lock:
-            if alt:
-                app = self._find(alt, val)
-                ident = val
-            else:
-                app = self.store.get("application", oid)
-                ident = oid
-            if app is None or self._replicating(app.get("_created")):
-                return self._not_found(request, ident)
-            if not self._visible(app, token):
+        async with self.lock:
+            app = self.find(alt, val) if alt else self.store.get("application", oid)
+            if app is None or self.replicating(app.get("_created")):
+                return self.not_found(request, val if alt else oid)
+            if not self.visible(app, token):
                 return graph_error(request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
             if action is None:
                 if method == "GET":
@@ -324,13 +270,17 @@ class Graph:
                     if err:
                         return err
                     assert out is not None
-                    out["@odata.context"] = self._context("applications/$entity")
+                    out["@odata.context"] = self.context("applications/$entity")
                     return web.json_response(out)
                 if method == "PATCH":
                     return await self._update(request, app)
                 if method == "DELETE":
                     await self.store.delete("application", app["id"])
                     return web.Response(status=204)
+            elif action == "federatedIdentityCredentials":
+                return await self.federated.handle(request, app, match.group("rest") or "")
+            elif action == "owners" and method == "GET" and not match.group("rest"):
+                return await self.directory.owners(request, app)
             elif action == "addPassword" and method == "POST":
                 return await self._add_password(request, app)
             elif action == "removePassword" and method == "POST":
@@ -338,65 +288,65 @@ class Graph:
             return graph_error(request, 400, "BadRequest", f"Resource not found for the segment '{action}'.")
 
     async def _update(self, request: web.Request, app: dict[str, Any]) -> web.Response:
-        body, err = await self._body(request, "request.applications.update")
+        body, err = await self.body(request, "request.applications.update")
         if err:
             return err
         assert body is not None
         if "passwordCredentials" in body:
             return graph_error(request, 400, "Request_BadRequest", "Updating passwordCredentials via PATCH is not supported. Use addPassword and removePassword.")
-        _deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
+        deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
         await self.store.put("application", app["id"], app)
         return web.Response(status=204)
 
     async def upsert(self, request: web.Request, token: TokenInfo, unique_name: str) -> web.Response:
         prefer = request.headers.get("Prefer", "")
-        app = self._find("uniqueName", unique_name)
+        app = self.find("uniqueName", unique_name)
         if app is not None:
-            if not self._visible(app, token):
+            if not self.visible(app, token):
                 return graph_error(request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-            body, err = await self._body(request, "request.applications.update")
+            body, err = await self.body(request, "request.applications.update")
             if err:
                 return err
             assert body is not None
             if "displayName" not in body:
                 return graph_error(request, 400, "Request_BadRequest", "A value is required for property 'displayName' of resource 'Application'.")
-            _deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
+            deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
             await self.store.put("application", app["id"], app)
             return web.Response(status=204)
         if "create-if-missing" not in prefer.lower():
-            return self._not_found(request, unique_name)
+            return self.not_found(request, unique_name)
         if not unique_name or len(unique_name) > 120:
             return graph_error(request, 400, "Request_BadRequest", "Invalid value specified for property 'uniqueName' of resource 'Application'.")
-        body, err = await self._body(request, "request.applications.upsert")
+        body, err = await self.body(request, "request.applications.upsert")
         if err:
             return err
         assert body is not None
-        app = new_application(body["displayName"], token.client_id, self.publisher_domain)
-        _deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
+        app = new_application(body["displayName"], token.client_id, self.publisher_domain, self.clock.now())
+        deep_merge(app, {k: v for k, v in body.items() if not k.startswith("@")})
         app["uniqueName"] = unique_name
         await self.store.put("application", app["id"], app)
         out = self._output(app)
-        out["@odata.context"] = self._context("applications/$entity")
+        out["@odata.context"] = self.context("applications/$entity")
         return web.json_response(out, status=201, headers={"Preference-Applied": "create-if-missing"})
 
-    def _max_lifetime(self) -> timedelta | None:
-        if not self.max_password_lifetime:
-            return None
-        m = re.fullmatch(r"P(\d+)D", self.max_password_lifetime)
-        return timedelta(days=int(m.group(1))) if m else None
+    # ---- passwords ------------------------------------------------------------------------------------
 
     async def _add_password(self, request: web.Request, app: dict[str, Any]) -> web.Response:
-        body, err = await self._body(request, "request.applications.addPassword")
+        body, err = await self.body(request, "request.applications.addPassword")
         if err:
             return err
         assert body is not None
+        if self.policy.blocks_password_addition(app["createdDateTime"]):
+            # Code: OfficeDev/microsoft-365-agents-toolkit PR #11188 (aadErrorCode.credentialTypeNotAllowedAsPerAppPolicy);
+            # message: publicly reported answers to addPassword / `az ad app credential reset` in such tenants.
+            return graph_error(request, 400, "CredentialTypeNotAllowedAsPerAppPolicy", "Credential type not allowed as per assigned policy.")
         cred_in = body.get("passwordCredential") or {}
-        now = datetime.now(timezone.utc)
-        start = _parse_dt(cred_in["startDateTime"]) if cred_in.get("startDateTime") else now
-        end = _parse_dt(cred_in["endDateTime"]) if cred_in.get("endDateTime") else start + DEFAULT_PASSWORD_LIFETIME
+        now = self.clock.utcnow()
+        start = parse_dt(cred_in["startDateTime"]) if cred_in.get("startDateTime") else now
+        end = parse_dt(cred_in["endDateTime"]) if cred_in.get("endDateTime") else start + DEFAULT_PASSWORD_LIFETIME
         if end <= start:
             return graph_error(request, 400, "Request_BadRequest", "Invalid value specified for property 'endDateTime' of resource 'PasswordCredential'.")
-        limit = self._max_lifetime()
+        limit = self.policy.max_lifetime()
         if limit is not None and end - start > limit + timedelta(minutes=5):
             return graph_error(
                 request, 400, "CredentialInvalidLifetimeAsPerAppPolicy",
@@ -413,105 +363,25 @@ class Graph:
             "keyId": str(uuid.uuid4()),
             "startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "_hash": hash_secret(secret),
-            "_created": time.time(),
+            "_created": self.clock.now(),
         }
         app.setdefault("passwordCredentials", []).append(cred)
         await self.store.put("application", app["id"], app)
-        out = _public(cred) | {"secretText": secret, "@odata.context": self._context("microsoft.graph.passwordCredential")}
+        out = public(cred) | {"secretText": secret, "@odata.context": self.context("microsoft.graph.passwordCredential")}
         return web.json_response(out, status=200)
 
     async def _remove_password(self, request: web.Request, app: dict[str, Any]) -> web.Response:
-        body, err = await self._body(request, "request.applications.removePassword")
+        body, err = await self.body(request, "request.applications.removePassword")
         if err:
             return err
         assert body is not None
         creds = app.get("passwordCredentials", [])
         remaining = [c for c in creds if c["keyId"].lower() != body["keyId"].lower()]
         if len(remaining) == len(creds):
-            return graph_error(request, 400, "Request_BadRequest", f"No password credential found with keyId '{body['keyId']}'.")
+            # Unknown keyId: 404 Request_ResourceNotFound, Graph's answer for a missing object (microsoft-apis.md §2.3);
+            # manicminer/hamilton (the Go Graph client of terraform-provider-azuread) retries removePassword on 404
+            # as replication lag, i.e. Graph answers 404 when it cannot find the key. See the sandbox README.
+            return self.not_found(request, body["keyId"])
         app["passwordCredentials"] = remaining
         await self.store.put("application", app["id"], app)
         return web.Response(status=204)
-
-    # ---- service principals and policy ------------------------------------------------------------------
-
-    async def get_service_principal(self, request: web.Request, token: TokenInfo) -> web.Response:
-        m = re.fullmatch(r"servicePrincipals\(appId='([^']*)'\)", request.match_info["path"])
-        app_id = m.group(1) if m else ""
-        if app_id == GRAPH_APP_ID:
-            return web.json_response(self._graph_service_principal())
-        for sp in self.store.all("service_principal"):
-            if sp["appId"] == app_id and not self._replicating(sp.get("_created")):
-                return web.json_response(_public(sp) | {"@odata.context": self._context("servicePrincipals/$entity")})
-        return self._not_found(request, app_id)
-
-    def _graph_service_principal(self) -> dict[str, Any]:
-        return {
-            "@odata.context": self._context("servicePrincipals/$entity"),
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, self.publisher_domain + "/graph")),
-            "appId": GRAPH_APP_ID,
-            "appDisplayName": "Microsoft Graph",
-            "displayName": "Microsoft Graph",
-            "servicePrincipalType": "Application",
-            "oauth2PermissionScopes": [
-                {"id": OPENID_SCOPE_ID, "value": "openid", "type": "User", "isEnabled": True,
-                 "adminConsentDisplayName": "Sign users in", "adminConsentDescription": "Allows users to sign in to the app with their work or school accounts and allows the app to see basic user profile information.",
-                 "userConsentDisplayName": "Sign you in", "userConsentDescription": "Allows you to sign in to the app with your work or school account and allows the app to read your basic profile information."},
-                {"id": PROFILE_SCOPE_ID, "value": "profile", "type": "User", "isEnabled": True,
-                 "adminConsentDisplayName": "View users' basic profile", "adminConsentDescription": "Allows the app to see your users' basic profile (e.g., name, picture, user name, email address)",
-                 "userConsentDisplayName": "View your basic profile", "userConsentDescription": "Allows the app to see your basic profile (e.g., name, picture, user name, email address)"},
-            ],
-        }
-
-    async def create_service_principal(self, request: web.Request, token: TokenInfo) -> web.Response:
-        body, err = await self._body(request, "request.servicePrincipals.create")
-        if err:
-            return err
-        assert body is not None
-        app_id = body["appId"]
-        app = self._find("appId", app_id)
-        if app is None or self._replicating(app.get("_created")):
-            return graph_error(
-                request, 400, "Request_BadRequest",
-                f"The appId '{app_id}' of the service principal does not reference a valid application object.",
-                details=[{"code": "NoBackingApplicationObject", "message": "The appId of the service principal does not reference a valid application object.", "target": "appId"}],
-            )
-        if not self._visible(app, token):
-            return graph_error(request, 403, "Authorization_RequestDenied", "When using this permission, the backing application of the service principal being created must in the local tenant")
-        if any(sp["appId"] == app_id for sp in self.store.all("service_principal")):
-            return graph_error(request, 409, "Request_MultipleObjectsWithSameKeyValue", "Another object with the same value for property servicePrincipalNames already exists.")
-        sp = {
-            "id": str(uuid.uuid4()),
-            "appId": app_id,
-            "appDisplayName": app["displayName"],
-            "displayName": app["displayName"],
-            "accountEnabled": True,
-            "servicePrincipalType": "Application",
-            "signInAudience": app.get("signInAudience"),
-            "appOwnerOrganizationId": self.entra.tenant_id,
-            "servicePrincipalNames": [app_id],
-            "tags": [],
-            "_owner": token.client_id,
-            "_created": time.time(),
-        }
-        await self.store.put("service_principal", sp["id"], sp)
-        return web.json_response(_public(sp) | {"@odata.context": self._context("servicePrincipals/$entity")}, status=201)
-
-    async def get_policy(self, request: web.Request, token: TokenInfo) -> web.Response:
-        restrictions = []
-        if self.max_password_lifetime:
-            restrictions.append({
-                "restrictionType": "passwordLifetime",
-                "maxLifetime": self.max_password_lifetime,
-                "restrictForAppsCreatedAfterDateTime": "2020-01-01T00:00:00Z",
-                "state": "enabled",
-            })
-        return web.json_response({
-            "@odata.context": self._context("policies/defaultAppManagementPolicy/$entity"),
-            "id": self.entra.tenant_id,
-            "displayName": "Default app management tenant policy",
-            "description": "Default tenant policy that enforces app management restrictions on applications and service principals.",
-            "isEnabled": bool(restrictions),
-            "applicationRestrictions": {"passwordCredentials": restrictions, "keyCredentials": []},
-            "servicePrincipalRestrictions": {"passwordCredentials": [], "keyCredentials": []},
-        })

@@ -122,3 +122,43 @@ async def test_systemusers_workstreams_whoami_organizations(sandbox: Sandbox) ->
     assert len(bot_users) == 1 and bot_users[0]["msdyn_botprovider"] == 192350000  # the HR agent is already connected
     assert created.status_code == 204 and dup.status_code == 400
     assert bind.status_code == 204
+
+
+async def test_organizations_have_friendly_names(sandbox: Sandbox) -> None:
+    async with sandbox_http(sandbox) as http:
+        contoso = (await http.get(f"{env_url(sandbox)}{API}/organizations", params={"$select": "organizationid,friendlyname"}, headers=await _h(sandbox))).json()
+        fabrikam = (await http.get(f"{env_url(sandbox, 1)}{API}/organizations", params={"$select": "organizationid,friendlyname"}, headers=await _h(sandbox, 1))).json()
+    assert [set(o) for o in contoso["value"]] == [{"@odata.etag", "organizationid", "friendlyname"}]
+    assert contoso["value"][0]["friendlyname"] == "Contoso (sandbox)" and fabrikam["value"][0]["friendlyname"] == "Fabrikam (sandbox)"
+
+
+async def test_publish_409s_while_running_and_for_a_parent_before_its_child(sandbox: Sandbox) -> None:
+    async with sandbox_http(sandbox) as http:
+        h = await _h(sandbox)
+        parent = (await http.get(f"{env_url(sandbox)}{API}/bots", params={"$filter": "schemaname eq 'cr6a1_contosoSupport'"}, headers=h)).json()["value"][0]
+        child = await http.post(f"{sandbox.url}/_sandbox/bots", json={"name": "Contoso Orders", "schemaname": "cr6a1_contosoOrders",
+                                                                      "parent_botid": parent["botid"]})
+        assert child.status_code == 201, child.text
+        child_id = child.json()["botid"]
+        publish = f"{env_url(sandbox)}{API}/bots({{}})/Microsoft.Dynamics.CRM.PvaPublish"
+        parent_first = await http.post(publish.format(parent["botid"]), json={}, headers=h)
+        child_publish = await http.post(publish.format(child_id), json={}, headers=h)
+        busy = await http.post(publish.format(child_id), json={}, headers=h)
+        parent_while_child_runs = await http.post(publish.format(parent["botid"]), json={}, headers=h)
+
+        async def child_published() -> bool:
+            row = (await http.get(f"{env_url(sandbox)}{API}/bots({child_id})", params={"$select": "publishedon"}, headers=h)).json()
+            return bool(row["publishedon"])
+
+        await wait_until(child_published, timeout=5)
+        parent_after = await http.post(publish.format(parent["botid"]), json={}, headers=h)
+        bad_parent = await http.post(f"{sandbox.url}/_sandbox/bots", json={"name": "x", "schemaname": "cr6a1_x", "parent_botid": "00000000-0000-0000-0000-000000000000"})
+        duplicate = await http.post(f"{sandbox.url}/_sandbox/bots", json={"name": "again", "schemaname": "cr6a1_contosoOrders"})
+    for refused in (parent_first, busy, parent_while_child_runs):
+        assert refused.status_code == 409
+        assert set(refused.json()) == {"error"} and set(refused.json()["error"]) == {"code", "message"}
+        assert refused.json()["error"]["code"] == "0x80040265"
+    assert "ExternalServiceException" in parent_first.json()["error"]["message"] and "Contoso Orders" in parent_first.json()["error"]["message"]
+    assert "NotAcceptedAlreadyRunning" in busy.json()["error"]["message"]
+    assert child_publish.status_code == parent_after.status_code == 200
+    assert bad_parent.status_code == 404 and duplicate.status_code == 409

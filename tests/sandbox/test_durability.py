@@ -14,7 +14,7 @@ from tests.fixtures.sandbox import sandbox_http, sandbox_options
 from .helpers import APP_BODY, graph_url, token
 
 EXPECTED = ["AZURE_AUTHORITY_HOST", "GRAPH_ENDPOINT", "DATAVERSE_URL", "PROVISIONING_TENANT_ID", "PROVISIONING_CLIENT_ID",
-            "PROVISIONING_CLIENT_SECRET", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "SANDBOX_URL"]
+            "PROVISIONING_CLIENT_SECRET", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "SANDBOX_URL", "SANDBOX_PORTAL_URL"]
 
 
 async def test_restart_keeps_tenant_state_and_ids(tmp_path: Path) -> None:
@@ -58,6 +58,7 @@ async def test_python_m_sandbox_prints_env_lines_and_stops_on_sigterm(tmp_path: 
         lines[name] = value
     assert list(lines) == EXPECTED
     assert all(v.startswith("https://127.0.0.1:") for k, v in lines.items() if k in ("AZURE_AUTHORITY_HOST", "GRAPH_ENDPOINT", "SANDBOX_URL"))
+    assert lines["SANDBOX_PORTAL_URL"].startswith("http://127.0.0.1:")  # plain HTTP, for people's browsers
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert proc.stderr is not None

@@ -155,7 +155,7 @@ async def test_add_password_returns_the_secret_once_and_remove_password(sandbox:
         removed = await http.post(graph_url(sandbox, f"applications/{app['id']}/removePassword"), json={"keyId": cred["keyId"]}, headers=h)
         assert removed.status_code == 204
         unknown = await http.post(graph_url(sandbox, f"applications/{app['id']}/removePassword"), json={"keyId": cred["keyId"]}, headers=h)
-        assert unknown.status_code == 400
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "Request_ResourceNotFound"  # a keyId it cannot find
         state = (await http.get(f"{sandbox.url}/_sandbox/state")).text
     assert cred["secretText"] not in state and default["secretText"] not in state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from sandbox import Sandbox
 from tests.fixtures.sandbox import sandbox_http
@@ -10,6 +11,7 @@ from tests.fixtures.sandbox import sandbox_http
 from .helpers import APP_BODY, env_url, graph_url, token, wait_until
 
 API = "/api/data/v9.2"
+SOON = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _agent(http, sb: Sandbox, schema: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -21,7 +23,7 @@ async def test_manual_authentication_checks_the_secret_then_sets_mode_3(sandbox:
     async with sandbox_http(sandbox) as http:
         gh = {"Authorization": f"Bearer {await token(sandbox)}"}
         app = (await http.post(graph_url(sandbox, "applications"), json=APP_BODY, headers=gh)).json()
-        cred = (await http.post(graph_url(sandbox, f"applications/{app['id']}/addPassword"), json={"passwordCredential": {"displayName": "t", "endDateTime": "2027-01-01T00:00:00Z"}}, headers=gh)).json()
+        cred = (await http.post(graph_url(sandbox, f"applications/{app['id']}/addPassword"), json={"passwordCredential": {"displayName": "t", "endDateTime": SOON}}, headers=gh)).json()
         bot = await _agent(http, sandbox, "cr6a1_contosoSupport")
         url = f"{sandbox.url}/_sandbox/bots/{bot['botid']}/manual-authentication"
         wrong = await http.post(url, json={"client_id": app["appId"], "client_secret": "nope", "scopes": "profile openid"})
