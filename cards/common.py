@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -12,6 +13,10 @@ from provisioning.models import AgentSummary
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
 FACT_VALUE_LIMIT = 40  # Teams clips longer FactSet values; anything longer goes in a wrapped TextBlock
+ZWSP = "\u200b"
+_LONG_TOKEN = re.compile(r"\S{25,}")
+_AFTER = re.compile(r"(/+|[_=&:](?!/))")
+_BEFORE = re.compile(r"(?<=[^\s/.\u200b])([.?#])")
 
 
 def title(text: str) -> ac.TextBlock:
@@ -26,6 +31,13 @@ def text(value: str, *, subtle: bool = False, color: str | None = None, weight: 
 def heading(value: str, *, color: str | None = None) -> ac.TextBlock:
     """A bold line that starts a group of lines (a label, a section)."""
     return ac.TextBlock(text=value, wrap=True, weight="Bolder", color=color)
+
+
+def breakable(value: str) -> str:
+    """Long unbroken tokens (URIs, Graph paths, issuers) get zero-width spaces after '/', '_', '=', '&', ':' and before
+    '.', '?', '#'. Browsers break a URI at none of these, so in a narrow window Teams would cut it mid-word (or clip it);
+    with them it wraps where a typesetter would break a URL. The text looks the same; short values are left alone."""
+    return _LONG_TOKEN.sub(lambda m: _BEFORE.sub(ZWSP + r"\1", _AFTER.sub(r"\1" + ZWSP, m.group())), value)
 
 
 def error_line(message: str | None) -> list[ac.TextBlock]:

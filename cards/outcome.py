@@ -9,7 +9,7 @@ import microsoft_teams.cards as ac
 
 from provisioning.models import JobView, Plan, StepAction, StepStatus, StepView
 
-from .common import environment_label, facts, finish, heading, text, title, utc
+from .common import breakable, environment_label, facts, finish, heading, text, title, utc
 
 
 def secret_card(client_id: str, secret_text: str, expires: datetime | str | None) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def _summary(job: JobView, plan: Plan | None) -> list[Any]:
         body.append(text(f"Not part of this setup: {'; '.join(skipped)}.", subtle=True))
     body.append(ac.ActionSet(actions=[ac.ToggleVisibilityAction(title="Details", target_elements=["completion-details"])]))
     body.append(ac.Container(id="completion-details", is_visible=False, spacing="None", items=[
-        text(f"{s.step.label}: {_WORDS.get(s.status, s.status.value)}" + (f". {s.message}" if s.message else ""), subtle=True)
+        ac.RichTextBlock(inlines=[ac.TextRun(text=f"{s.step.label}: ", weight="Bolder"), ac.TextRun(text=_WORDS.get(s.status, s.status.value)),
+                                  ac.TextRun(text=f". {s.message}" if s.message else "", is_subtle=True)])
         for s in job.steps
     ] + [text(f"Job {job.id}. Plan {job.plan_hash[:12]}.", subtle=True)]))
     return body
@@ -119,7 +120,7 @@ def _done(job: JobView, step: StepView, action: StepAction | None) -> list[Any]:
     items: list[Any] = [text(f"✓ {line}")]
     for key, label in _SHOWN.get(name, ()):
         if out.get(key):
-            items.append(ac.RichTextBlock(spacing="None", inlines=[ac.TextRun(text=f"{label}: ", is_subtle=True), ac.TextRun(text=out[key])]))
+            items.append(ac.RichTextBlock(spacing="None", inlines=[ac.TextRun(text=f"{label}: ", is_subtle=True), ac.TextRun(text=breakable(out[key]))]))
     return items
 
 

@@ -16,7 +16,7 @@ import microsoft_teams.cards as ac
 from provisioning.models import Actor, Change, Plan, PlannedStep, StepAction
 
 from .actions import Verb, action_data
-from .common import environment_label, finish, heading, text, title, utc
+from .common import breakable, environment_label, finish, heading, text, title, utc
 
 BADGES = {
     StepAction.CREATE: ("Create", "Good"),
@@ -98,8 +98,8 @@ def shown(path: str, value: Any) -> list[str]:
 
 
 def verbatim(value: str, *, subtle: bool = False) -> ac.RichTextBlock:
-    """A value exactly as it is: a TextRun is never read as Markdown, so URIs and names keep every character."""
-    return ac.RichTextBlock(inlines=[ac.TextRun(text=value, is_subtle=subtle or None)], spacing="None")
+    """A value exactly as it is (a TextRun is never read as Markdown), wrapping where a URL may break."""
+    return ac.RichTextBlock(inlines=[ac.TextRun(text=breakable(value), is_subtle=subtle or None)], spacing="None")
 
 
 def change_lines(change: Change) -> list[Any]:
@@ -110,7 +110,7 @@ def change_lines(change: Change) -> list[Any]:
     if change.before is None or change.before == []:
         if len(after) == 1 and not lists:
             return [_pair(name, after[0])]
-        return [heading(name), *(verbatim(v) for v in after)]
+        return [heading(name), *(verbatim(f"• {v}") for v in after)]
     if lists:
         new = shown(change.field, change.after) if change.after else []
         old = shown(change.field, change.before)
@@ -122,7 +122,7 @@ def change_lines(change: Change) -> list[Any]:
 
 
 def _pair(name: str, value: str) -> ac.RichTextBlock:
-    return ac.RichTextBlock(inlines=[ac.TextRun(text=f"{name}: ", weight="Bolder"), ac.TextRun(text=value)])
+    return ac.RichTextBlock(inlines=[ac.TextRun(text=f"{name}: ", weight="Bolder"), ac.TextRun(text=breakable(value))])
 
 
 def step_items(step: PlannedStep) -> list[Any]:
@@ -145,8 +145,8 @@ def details(steps: Sequence[PlannedStep]) -> list[Any]:
         items.append(text(step.step.label, subtle=True))
         for change in step.changes:
             items.append(ac.RichTextBlock(spacing="None", inlines=[
-                ac.TextRun(text=change.field, font_type="Monospace", weight="Bolder"), ac.TextRun(text=": "),
-                ac.TextRun(text=f"{_raw(change.before)} → {_raw(change.after)}", font_type="Monospace"),
+                ac.TextRun(text=breakable(change.field), font_type="Monospace", weight="Bolder", size="Small"), ac.TextRun(text=": "),
+                ac.TextRun(text=breakable(f"{_raw(change.before)} → {_raw(change.after)}"), font_type="Monospace", size="Small"),
             ]))
     if len(items) == 1:
         return []
