@@ -52,7 +52,7 @@ MEASURE = r"""
         prev = {top, ch};
       }
     }
-    found.push({text: el.innerText, clipped, scroll: el.scrollWidth, client: el.clientWidth, splits});
+    found.push({text: el.innerText, clipped, scroll: el.scrollWidth, client: el.clientWidth, right: Math.round(r.right), edge: Math.round(box.right), splits});
   }
   return found;
 }
@@ -111,7 +111,8 @@ async def check(page: Any, words: str, name: str, *, details: str | None = None)
         await element.screenshot(path=str(OUT / f"{name}-{width}.png"))
         found = await element.evaluate(MEASURE)
         assert found, f"no text elements found on the card '{words}'"
-        clipped = [f"{f['text'][:60]!r} ({f['scroll']} > {f['client']})" for f in found if f["clipped"]]
+        clipped = [f"{f['text'][:60]!r} (width {f['scroll']} in {f['client']}, right edge {f['right']} of the card's {f['edge']})"
+                   for f in found if f["clipped"]]
         assert not clipped, f"cut off at {width} px: {clipped}"
         split = [f"{f['text'][:60]!r}: {f['splits']}" for f in found if f["splits"]]
         assert not split, f"a word broken across lines at {width} px: {split}"
