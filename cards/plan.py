@@ -107,7 +107,7 @@ def change_lines(change: Change) -> list[Any]:
     name = label(change.field)
     after = shown(change.field, change.after)
     lists = isinstance(change.after, (list, tuple)) or isinstance(change.before, (list, tuple))
-    if change.before is None or change.before == []:
+    if change.before is None:
         if len(after) == 1 and not lists:
             return [_pair(name, after[0])]
         return [heading(name), *(verbatim(f"• {v}") for v in after)]
