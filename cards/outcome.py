@@ -51,11 +51,11 @@ def completion_card(job: JobView, *, entra_url: str, copilot_url: str, plan: Pla
 
 
 # What each step did, in the past tense, by the action the approved plan gave it (None: the plan is not known).
-_AUTOMATED: dict[str, dict[StepAction | None, str]] = {
+_PAST: dict[str, dict[StepAction | None, str]] = {
     "app_registration": {StepAction.CREATE: "Created the app registration {name}", StepAction.UPDATE: "Updated the app registration {name}",
                          StepAction.NO_CHANGE: "Kept the app registration {name}: it was already as requested",
                          None: "Set up the app registration {name}"},
-    "client_secret": {StepAction.CREATE: "Made a client secret{expires}", StepAction.NO_CHANGE: "Kept the client secret this bot made before{expires}",
+    "client_secret": {StepAction.CREATE: "Made a client secret{expires}", StepAction.NO_CHANGE: "Kept the client secret this bot made earlier{expires}",
                       None: "Set up a client secret{expires}"},
     "federated_credential": {StepAction.CREATE: "Added a federated credential{name}", StepAction.UPDATE: "Updated the federated credential{name}",
                              StepAction.NO_CHANGE: "Kept the federated credential{name}", None: "Set up a federated credential{name}"},
@@ -98,17 +98,22 @@ def _summary(job: JobView, plan: Plan | None) -> list[Any]:
     if skipped:
         body.append(text(f"Not part of this setup: {'; '.join(skipped)}.", subtle=True))
     body.append(ac.ActionSet(actions=[ac.ToggleVisibilityAction(title="Details", target_elements=["completion-details"])]))
-    body.append(ac.Container(id="completion-details", is_visible=False, spacing="None", items=[
-        ac.RichTextBlock(inlines=[ac.TextRun(text=f"{s.step.label}: ", weight="Bolder"), ac.TextRun(text=_WORDS.get(s.status, s.status.value)),
-                                  ac.TextRun(text=f". {s.message}" if s.message else "", is_subtle=True)])
-        for s in job.steps
-    ] + [text(f"Job {job.id}. Plan {job.plan_hash[:12]}.", subtle=True)]))
+    body.append(ac.Container(id="completion-details", is_visible=False, spacing="None",
+                             items=[*(_checked(s) for s in job.steps), text(f"Job {job.id}. Plan {job.plan_hash[:12]}.", subtle=True)]))
     return body
+
+
+def _checked(step: StepView) -> ac.RichTextBlock:
+    """A step by its name, its outcome and what its check found (the Details lines)."""
+    runs = [ac.TextRun(text=f"{step.step.label}: ", weight="Bolder"), ac.TextRun(text=_WORDS.get(step.status, step.status.value))]
+    if step.message:
+        runs.append(ac.TextRun(text=f". {breakable(step.message)}", is_subtle=True))
+    return ac.RichTextBlock(inlines=runs)
 
 
 def _done(job: JobView, step: StepView, action: StepAction | None) -> list[Any]:
     name = step.step.value
-    wording = _AUTOMATED.get(name)
+    wording = _PAST.get(name)
     if wording is None:  # a step this card does not know yet: its own words
         return [text(f"✓ {step.step.label}: {step.message}" if step.message else f"✓ {step.step.label}")]
     out = step.outputs
