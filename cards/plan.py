@@ -112,7 +112,7 @@ def change_lines(change: Change) -> list[Any]:
             return [_pair(name, after[0])]
         return [heading(name), *(verbatim(f"• {v}") for v in after)]
     if lists:
-        new = shown(change.field, change.after) if change.after else []
+        new = after if change.after else []
         old = shown(change.field, change.before)
         lines: list[Any] = [heading(name)]
         lines += [verbatim(f"{'Keep' if v in old else 'Add'}: {v}") for v in new]
@@ -182,7 +182,7 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
     if state == "pending":
         if open_access:
             body.append(text("Open access (ALLOW_ANYONE=true): anyone in the allowed tenants may request and approve this setup.",
-                             color="Warning", weight="Bolder"))
+                             color="Attention", weight="Bolder"))
         body.append(text(f"Who may approve: {approvers}", subtle=True))
         actions = [
             ac.SubmitAction(title="Approve", data=action_data(Verb.PLAN_APPROVE, card_id, plan_hash=plan.hash), associated_inputs="none"),
