@@ -1,19 +1,43 @@
-"""Small builders shared by the cards: plain text, a field's error line, the finished card dict."""
+"""Small builders shared by the cards: plain text, a field's error line, times, the finished card dict."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import date, datetime, timezone
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import microsoft_teams.cards as ac
+
+from provisioning.models import AgentSummary
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
+FACT_VALUE_LIMIT = 40  # Teams clips longer FactSet values; anything longer goes in a wrapped TextBlock
+ZWSP = "\u200b"
+_LONG_TOKEN = re.compile(r"\S{25,}")
+_AFTER = re.compile(r"(/+|[_=&:](?!/))")
+_BEFORE = re.compile(r"(?<=[^\s/.\u200b])([.?#])")
 
 
 def title(text: str) -> ac.TextBlock:
     return ac.TextBlock(text=text, size="Medium", weight="Bolder", wrap=True)
 
 
-def text(value: str, *, subtle: bool = False, color: str | None = None, weight: str | None = None) -> ac.TextBlock:
-    return ac.TextBlock(text=value, wrap=True, is_subtle=subtle or None, color=color, weight=weight)
+def text(value: str, *, subtle: bool = False, color: str | None = None, weight: str | None = None,
+         spacing: str | None = None) -> ac.TextBlock:
+    return ac.TextBlock(text=value, wrap=True, is_subtle=subtle or None, color=color, weight=weight, spacing=spacing)
+
+
+def heading(value: str, *, color: str | None = None) -> ac.TextBlock:
+    """A bold line that starts a group of lines (a label, a section)."""
+    return ac.TextBlock(text=value, wrap=True, weight="Bolder", color=color)
+
+
+def breakable(value: str) -> str:
+    """Long unbroken tokens (URIs, Graph paths, issuers) get zero-width spaces after '/', '_', '=', '&', ':' and before
+    '.', '?', '#'. Browsers break a URI at none of these, so in a narrow window Teams would cut it mid-word (or clip it);
+    with them it wraps where a typesetter would break a URL. The text looks the same; short values are left alone."""
+    return _LONG_TOKEN.sub(lambda m: _BEFORE.sub(ZWSP + r"\1", _AFTER.sub(r"\1" + ZWSP, m.group())), value)
 
 
 def error_line(message: str | None) -> list[ac.TextBlock]:
@@ -22,13 +46,41 @@ def error_line(message: str | None) -> list[ac.TextBlock]:
 
 
 def facts(pairs: Sequence[tuple[str, str]]) -> ac.FactSet:
+    """Short label/value pairs only (ids, names, dates): Teams clips a FactSet value that does not fit."""
     return ac.FactSet(facts=[ac.Fact(title=k, value=v or "—") for k, v in pairs])
 
 
-def utc(moment: datetime | None) -> str:
-    if moment is None:
+def utc(moment: datetime | date | str | None) -> str:
+    """The one way cards show a time: `31 May 2027, 07:45 UTC`.
+
+    Accepts datetimes (naive ones are taken as UTC) and ISO 8601 strings as Graph writes them
+    (`2027-05-31T07:45:12Z`, `2027-05-31T07:45:12.0000000Z`); a date alone shows as `31 May 2027`.
+    A string that is not a time is shown as it is, rather than hidden."""
+    if moment is None or moment == "":
         return "—"
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment.strip())
+        except ValueError:
+            return moment
+        if "T" not in moment and " " not in moment.strip():
+            return _day(parsed)
+        moment = parsed
+    if not isinstance(moment, datetime):
+        return _day(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    return f"{_day(moment)}, {moment:%H:%M} UTC"
+
+
+def _day(day: date) -> str:
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
+def environment_label(agent: AgentSummary) -> str:
+    """The agent's environment by its friendly name, else its URL's host (never host:port: the port says nothing)."""
+    return agent.environment_name or urlsplit(agent.environment_url).hostname or agent.environment_url
 
 
 def finish(body: Sequence[Any], actions: Sequence[Any] = ()) -> dict[str, Any]:

@@ -9,7 +9,9 @@ import microsoft_teams.cards as ac
 from provisioning.models import JobView, StepStatus
 
 from .actions import Verb, action_data
-from .common import facts, finish, text, title, utc
+from .common import finish, text, title, utc
+
+BOT_NAME = "Copilot Setup"  # the bot's short name in Teams (manifest name.short), what people @mention
 
 COMMANDS = (
     ("/setup copilot", "Set up a Copilot Studio agent for Dynamics 365 Customer Service."),
@@ -19,14 +21,14 @@ COMMANDS = (
 )
 
 
-def welcome_card(card_id: str) -> dict[str, Any]:
+def welcome_card(card_id: str, *, bot_name: str = BOT_NAME) -> dict[str, Any]:
     return finish(
         [
             title("Copilot Setup Bot"),
             text("I set up a Copilot Studio agent to sign users in and work in Dynamics 365 Customer Service: the Entra app "
                  "registration, its client secret, publishing, and I guide you through the three steps Microsoft offers no API for."),
             text("Nothing changes until someone allowed to approve has seen the exact plan and approved it.", subtle=True),
-            text("In a channel, mention me: @Copilot Setup setup copilot", subtle=True),
+            text(f"In a channel, mention me: @{bot_name} setup copilot", subtle=True),
         ],
         [
             ac.SubmitAction(title="Set up an agent", data=action_data(Verb.START_SETUP, card_id)),
@@ -35,12 +37,13 @@ def welcome_card(card_id: str) -> dict[str, Any]:
     )
 
 
-def help_card(card_id: str, note: str | None = None) -> dict[str, Any]:
+def help_card(card_id: str, note: str | None = None, *, bot_name: str = BOT_NAME) -> dict[str, Any]:
     body: list[Any] = [title("What I can do")]
     if note:
         body.append(text(note, color="Warning"))
-    body.append(facts(COMMANDS))
-    body.append(text("In a channel or group chat, mention me first, e.g. @Copilot Setup status.", subtle=True))
+    for command, meaning in COMMANDS:
+        body.append(ac.RichTextBlock(inlines=[ac.TextRun(text=command, weight="Bolder"), ac.TextRun(text=f" — {meaning}")]))
+    body.append(text(f"In a channel or group chat, mention me first, e.g. @{bot_name} status.", subtle=True))
     return finish(body, [ac.SubmitAction(title="Set up an agent", data=action_data(Verb.START_SETUP, card_id))])
 
 
@@ -68,6 +71,6 @@ def status_card(jobs: Sequence[JobView]) -> dict[str, Any]:
     body: list[Any] = [title("Setups in this conversation")]
     for job in jobs[-10:]:
         body.append(ac.TextBlock(text=f"{job.agent.name}: {STATUS_WORDS.get(job.status.value, job.status.value)}", weight="Bolder", wrap=True, separator=True))
-        body.append(facts([("Current step", current_step(job)), ("Requested by", job.requested_by.name or job.requested_by.id),
-                           ("Updated", utc(job.updated_at)), ("Job", job.id[:8])]))
+        body.append(text(f"Current step: {current_step(job)}. Requested by {job.requested_by.name or job.requested_by.id}. "
+                         f"Updated {utc(job.updated_at)}. Job {job.id[:8]}.", subtle=True, spacing="Small"))
     return finish(body)

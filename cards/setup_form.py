@@ -4,21 +4,20 @@ work in channels (where the bot only hears @mentions). Errors sit right under th
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
 
 import microsoft_teams.cards as ac
 
 from provisioning.models import AgentSummary
 
 from .actions import Verb, action_data
-from .common import error_line, finish, text, title
+from .common import environment_label, error_line, finish, text, title
 
 AGENT_NAME_LIMIT = 30
 LIFETIMES = (("30 days", "30"), ("90 days", "90"), ("180 days (recommended)", "180"), ("1 year", "365"), ("2 years", "730"))
-AUDIENCES = (("Accounts in any organizational directory (multitenant)", "AzureADMultipleOrgs"), ("This organization only", "AzureADMyOrg"))
+AUDIENCES = (("Accounts in any organization (multitenant)", "AzureADMultipleOrgs"), ("Accounts in this organization only (single tenant)", "AzureADMyOrg"))
 TOGGLES = (
-    ("implicit_grant_access_tokens", "Implicit grant: access tokens"),
-    ("implicit_grant_id_tokens", "Implicit grant: ID tokens"),
+    ("implicit_grant_access_tokens", "Access tokens (implicit grant)"),
+    ("implicit_grant_id_tokens", "ID tokens (implicit grant)"),
     ("require_secured_access", "Require secured access for the web channel (you turn it on; up to 2 hours to take effect)"),
     ("connect_customer_service", "Connect the agent to Dynamics 365 Customer Service"),
     ("create_service_principal", "Also create the app's service principal in this tenant"),
@@ -37,7 +36,7 @@ def agent_choice_card(card_id: str, agents: Sequence[AgentSummary], *, selected:
         return finish(body, [ac.SubmitAction(title="Cancel", data=action_data(Verb.FORM_CANCEL, card_id))])
     choices = []
     for agent in agents:
-        label = f"{agent.name} ({urlsplit(agent.environment_url).netloc})"
+        label = f"{agent.name} ({environment_label(agent)})"
         if len(agent.name) > AGENT_NAME_LIMIT:
             label += " (name too long for Customer Service)"
         choices.append(ac.Choice(title=label, value=agent_value(agent)))
@@ -51,7 +50,7 @@ def agent_choice_card(card_id: str, agents: Sequence[AgentSummary], *, selected:
 
 
 def details_card(card_id: str, agent: AgentSummary, values: Mapping[str, Any], errors: Mapping[str, str]) -> dict[str, Any]:
-    body: list[Any] = [title("Set up an agent: 2 of 2"), text(f"Agent: {agent.name}", subtle=True)]
+    body: list[Any] = [title("Set up an agent: 2 of 2"), text(f"Agent: {agent.name}, in {environment_label(agent)}", subtle=True)]
     body.append(ac.TextInput(id="app_display_name", label="App registration name", value=str(values.get("app_display_name", "")),
                              max_length=120, is_required=True, error_message="Enter a name of at most 120 characters."))
     body.extend(error_line(errors.get("app_display_name")))

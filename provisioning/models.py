@@ -198,6 +198,7 @@ class AgentSummary(_Model):
     schema_name: str
     authentication_mode: int | None = None
     published_on: str | None = None
+    environment_name: str = ""  # the environment's friendly name, e.g. "Contoso (sandbox)"; "" when unknown
 
     @property
     def ref(self) -> AgentRef:
@@ -244,6 +245,7 @@ class PlannedStep(_Model):
     summary: str  # one line, e.g. "Create app registration 'Contoso auth' (AzureADMultipleOrgs)"
     changes: tuple[Change, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "The secret is shown once, to the requester only"
+    skip_reason: str = ""  # set when the step will not run, e.g. "the agent's name is over 30 characters"
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def test_progress_card_for_every_step_status() -> None:
     done = valid(cards.progress_card("g1", job(JobStatus.COMPLETED)))
     assert actions(done) == []
     propagating = valid(cards.progress_card("g1", job(JobStatus.PROPAGATING, secured_access=StepStatus.PROPAGATING)))
-    assert "in effect by 2026-11-24 12:00 UTC" in json.dumps(propagating)
+    assert "in effect by 24 November 2026, 12:00 UTC" in json.dumps(propagating)
 
 
 def test_guided_card_buttons() -> None:
