@@ -48,6 +48,7 @@ from sandbox.identity import new_secret as real_new_secret
 from tests.e2e.helpers import action, inputs
 from tests.fixtures.connector import Call, Connector, card_titled
 from tests.fixtures.provisioning import make_service, service_env
+from tests.fixtures.sandbox import sandbox_http
 from tests.fixtures.teams import RILEY, message, personal, submit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -621,8 +622,11 @@ async def test_kill_9_during_20_setups_loses_no_dialog_and_duplicates_nothing(
     rng = random.Random(SEED)
     total = SOAK_SETUPS if soak else SETUPS
     setups = [Setup(n, f"Kill Test {n:02d}") for n in range(1, total + 1)]
-    for s in setups:  # one agent per setup (seeded as the sandbox seeds its samples), so each makes its own app registration
-        await sandbox._seed_bot("contoso", {"name": s.agent, "schemaname": f"cr9k1_killTest{s.n:02d}"})
+    async with sandbox_http(sandbox) as http:  # one published agent per setup, so each makes its own app registration
+        for s in setups:
+            made = await http.post(f"{sandbox.url}/_sandbox/bots", json={
+                "environment": "contoso", "name": s.agent, "schemaname": f"cr9k1_killTest{s.n:02d}", "published": True})
+            assert made.status_code == 201, made.text
 
     state, workdir = tmp_path / "bot", tmp_path / "bot-cwd"
     workdir.mkdir()
