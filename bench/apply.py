@@ -103,7 +103,7 @@ async def one_setup(tmp: Path, latency_ms: float, schema: str) -> list[dict[str,
     service = ProvisioningService(Settings.from_env(env, dotenv=None), retry=RetryPolicy(base_delay=0.01), worker_poll_interval=0.01)
     await service.start()
     recorder = Recorder()
-    for client in service._clients:
+    for client in service.core._clients:
         recorder.attach(client)
     try:
         from provisioning import AgentRef, SetupRequest
@@ -134,16 +134,16 @@ async def one_setup(tmp: Path, latency_ms: float, schema: str) -> list[dict[str,
         results = [await _stretch("approve", recorder, approve, waiting(StepName.COPILOT_AUTHENTICATION))]
         job = await service.get_job(job_id)
         secret = await service.take_secret(job_id, PERSON)
-        assert service.operator is not None
-        await service.operator.manual_authentication(agent.bot_id, client_id=job.step(StepName.APP_REGISTRATION).outputs["client_id"],
+        assert service.core.operator is not None
+        await service.core.operator.manual_authentication(agent.bot_id, client_id=job.step(StepName.APP_REGISTRATION).outputs["client_id"],
                                                      client_secret=secret)
         del secret
         results.append(await _stretch("auth confirmed", recorder, lambda: service.confirm_step(job_id, StepName.COPILOT_AUTHENTICATION, PERSON),
                                       waiting(StepName.SECURED_ACCESS)))
-        await service.operator.enable_secured_access(agent.bot_id)
+        await service.core.operator.enable_secured_access(agent.bot_id)
         results.append(await _stretch("secured confirmed", recorder, lambda: service.confirm_step(job_id, StepName.SECURED_ACCESS, PERSON),
                                       waiting(StepName.CUSTOMER_SERVICE_CONNECTION)))
-        await service.operator.connect_customer_service(agent.bot_id)
+        await service.core.operator.connect_customer_service(agent.bot_id)
         results.append(await _stretch("service connected", recorder,
                                       lambda: service.confirm_step(job_id, StepName.CUSTOMER_SERVICE_CONNECTION, PERSON), completed_or_propagating))
         return results

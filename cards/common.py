@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import microsoft_teams.cards as ac
 
+from provisioning.dates import when
 from provisioning.models import AgentSummary
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
 FACT_VALUE_LIMIT = 40  # Teams clips longer FactSet values; anything longer goes in a wrapped TextBlock
 ZWSP = "\u200b"
 _LONG_TOKEN = re.compile(r"\S{25,}")
@@ -50,32 +50,9 @@ def facts(pairs: Sequence[tuple[str, str]]) -> ac.FactSet:
     return ac.FactSet(facts=[ac.Fact(title=k, value=v or "—") for k, v in pairs])
 
 
-def utc(moment: datetime | date | str | None) -> str:
-    """The one way cards show a time: `31 May 2027, 07:45 UTC`.
-
-    Accepts datetimes (naive ones are taken as UTC) and ISO 8601 strings as Graph writes them
-    (`2027-05-31T07:45:12Z`, `2027-05-31T07:45:12.0000000Z`); a date alone shows as `31 May 2027`.
-    A string that is not a time is shown as it is, rather than hidden."""
-    if moment is None or moment == "":
-        return "—"
-    if isinstance(moment, str):
-        try:
-            parsed = datetime.fromisoformat(moment.strip())
-        except ValueError:
-            return moment
-        if "T" not in moment and " " not in moment.strip():
-            return _day(parsed)
-        moment = parsed
-    if not isinstance(moment, datetime):
-        return _day(moment)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
-    return f"{_day(moment)}, {moment:%H:%M} UTC"
-
-
-def _day(day: date) -> str:
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+def utc(moment: datetime | date | str | float | None) -> str:
+    """The one way cards show a time: `31 May 2027, 07:45 UTC` (provisioning/dates.py)."""
+    return when(moment)
 
 
 def environment_label(agent: AgentSummary) -> str:

@@ -97,16 +97,9 @@ async def run_until_settled(svc: ProvisioningService, job_id: str) -> JobView:
 
 
 async def until_idle(svc: ProvisioningService) -> None:
-    """Run the worker until no job is queued or running and no reminder is due within a minute."""
-    import time
-
-    while True:
-        busy = await svc.journal.tx(lambda c: c.execute(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')) + "
-            "(SELECT COUNT(*) FROM timers WHERE fired_at IS NULL AND due_at <= ?)", (time.time() + 60,)).fetchone()[0])
-        if not busy:
-            return
-        await svc.wait_for_events(await svc.journal.last_seq(), 0.5)
+    """Run the worker until no job is queued, running or being cancelled and no reminder is due within a minute."""
+    while await svc.busy(within=60):
+        await svc.wait_for_events(await svc.last_seq(), 0.5)
 
 
 def actor(args: argparse.Namespace) -> Actor:

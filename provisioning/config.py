@@ -82,9 +82,11 @@ class Settings:
     state_db: Path = Path("data/state.db")
     propagation_delay: timedelta = timedelta(hours=2)
     secret_key_file: Path = Path("data/secret.key")
-    secret_encryption_key: str | None = field(default=None, repr=False)
+    secret_encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # newest first
+    database_url: str = ""  # DATABASE_URL (postgresql://…); "" means SQLite at state_db
     secret_handoff_ttl: timedelta = timedelta(hours=24)
     sandbox_url: str | None = None
+    sandbox_portal_url: str | None = None  # the sandbox's read-only pages for its own objects (cards link there)
     ca_bundle: str | None = None  # one PEM with every trusted bundle, made by the service at start
     ca_bundles: tuple[str, ...] = ()  # SSL_CERT_FILE / REQUESTS_CA_BUNDLE from the environment and .env
     publish_poll_interval: timedelta = timedelta(seconds=10)
@@ -93,9 +95,21 @@ class Settings:
     lease_ttl: timedelta = timedelta(seconds=30)
     agent_list_max_age: timedelta = timedelta(seconds=30)
 
+    watch_interval: timedelta = timedelta(hours=24)
+
     @property
     def graph_resource(self) -> str:
         return GRAPH_RESOURCE
+
+    @property
+    def database(self) -> str:
+        """What `store.open_database` opens: DATABASE_URL, or the SQLite file STATE_DB."""
+        return self.database_url or str(self.state_db)
+
+    @property
+    def production(self) -> bool:
+        """A real tenant (not the sandbox): the stricter defaults apply."""
+        return self.sandbox_url is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> "Settings":
@@ -143,15 +157,21 @@ class Settings:
             raise ConfigurationError("PROVISIONING_CLIENT_CERTIFICATE_PATH", f"PROVISIONING_CLIENT_CERTIFICATE_PATH: no file at {cert}.")
         raw_urls = need("DATAVERSE_URL", "Set it to your environment URL, e.g. https://contoso.crm.dynamics.com (comma-separated for several).")
         urls = tuple(dict.fromkeys(_https_origin("DATAVERSE_URL", u) for u in raw_urls.split(",") if u.strip()))
-        key = e.get("SECRET_ENCRYPTION_KEY", "").strip() or None
-        if key:
+        keys = tuple(k.strip() for k in e.get("SECRET_ENCRYPTION_KEY", "").split(",") if k.strip())
+        if keys:
             from cryptography.fernet import Fernet
 
-            try:
-                Fernet(key.encode())
-            except (ValueError, TypeError):
-                raise ConfigurationError("SECRET_ENCRYPTION_KEY", "SECRET_ENCRYPTION_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes).",
-                                         action="Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'") from None
+            for n, key in enumerate(keys, 1):
+                try:
+                    Fernet(key.encode())
+                except (ValueError, TypeError):
+                    which = "SECRET_ENCRYPTION_KEY" if len(keys) == 1 else f"key {n} of SECRET_ENCRYPTION_KEY"
+                    raise ConfigurationError("SECRET_ENCRYPTION_KEY", f"{which} is not a valid Fernet key (32 url-safe base64-encoded bytes).",
+                                             action="Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'") from None
+        database_url = e.get("DATABASE_URL", "").strip()
+        if database_url and not database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ConfigurationError("DATABASE_URL", "DATABASE_URL must be a postgresql:// URL (or sqlite:///path).",
+                                     action="e.g. postgresql://user:password@server.postgres.database.azure.com:5432/copilotsetup?sslmode=verify-full")
         sandbox = e.get("SANDBOX_URL", "").strip() or None
         from_file = load_dotenv(dotenv) if dotenv is not None else {}
         bundles = []
@@ -162,7 +182,7 @@ class Settings:
                     if not Path(value).is_file():
                         raise ConfigurationError(name, f"{name} names {value}, which is not a file.", action="Point it at a PEM bundle, or unset it.")
                     bundles.append(value)
-        return cls(
+        settings = cls(
             authority_host=_https_origin("AZURE_AUTHORITY_HOST", e.get("AZURE_AUTHORITY_HOST", "") or "https://login.microsoftonline.com"),
             graph_endpoint=_https_origin("GRAPH_ENDPOINT", e.get("GRAPH_ENDPOINT", "") or "https://graph.microsoft.com"),
             dataverse_urls=urls,
@@ -173,9 +193,12 @@ class Settings:
             state_db=Path(e.get("STATE_DB", "").strip() or "data/state.db"),
             propagation_delay=duration("PROPAGATION_DELAY", timedelta(hours=2)),
             secret_key_file=Path(e.get("SECRET_KEY_FILE", "").strip() or "data/secret.key"),
-            secret_encryption_key=key,
+            secret_encryption_keys=keys,
+            database_url=database_url,
+            watch_interval=duration("WATCH_INTERVAL", timedelta(hours=24)),
             secret_handoff_ttl=duration("SECRET_HANDOFF_TTL", timedelta(hours=24)),
             sandbox_url=_https_origin("SANDBOX_URL", sandbox) if sandbox else None,
+            sandbox_portal_url=(e.get("SANDBOX_PORTAL_URL", "").strip().rstrip("/") or None) if sandbox else None,
             ca_bundles=tuple(bundles),
             publish_poll_interval=duration("PUBLISH_POLL_INTERVAL", timedelta(seconds=10)),
             publish_timeout=duration("PUBLISH_TIMEOUT", timedelta(seconds=300)),
@@ -183,3 +206,24 @@ class Settings:
             lease_ttl=duration("LEASE_TTL", timedelta(seconds=30)),
             agent_list_max_age=duration("AGENT_LIST_MAX_AGE", timedelta(seconds=30)),
         )
+        _check_key_placement(settings, explicit_file=bool(e.get("SECRET_KEY_FILE", "").strip()),
+                             allowed=e.get("ALLOW_LOCAL_SECRET_KEY", "").strip().lower() in ("1", "true", "yes"))
+        return settings
+
+
+def _check_key_placement(settings: "Settings", *, explicit_file: bool, allowed: bool) -> None:
+    """In production the vault's key must not be a file generated next to the database it protects: whoever copies
+    one would copy both. A key from a secret store (SECRET_ENCRYPTION_KEY, e.g. a Key Vault reference) or a key file
+    on a separate secret volume is required, unless ALLOW_LOCAL_SECRET_KEY=true says the operator accepts the risk."""
+    if not settings.production or settings.secret_encryption_keys or allowed:
+        return
+    advice = ("Set SECRET_ENCRYPTION_KEY (on Azure App Service a Key Vault reference, "
+              "@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>/)), or SECRET_KEY_FILE to a key on a "
+              "separate secret volume, or ALLOW_LOCAL_SECRET_KEY=true to accept the risk.")
+    if not explicit_file:
+        raise ConfigurationError("SECRET_ENCRYPTION_KEY", "No vault key is configured, and in production the bot does not generate "
+                                 "one beside its database.", action=advice)
+    beside = settings.secret_key_file.resolve().parent == settings.state_db.resolve().parent
+    if beside and not settings.database_url:
+        raise ConfigurationError("SECRET_KEY_FILE", f"SECRET_KEY_FILE ({settings.secret_key_file}) is in the same folder as the "
+                                 f"database STATE_DB ({settings.state_db}): a copy of one would be a copy of both.", action=advice)

@@ -37,17 +37,21 @@ class DataverseClient:
     def __init__(self, http: MicrosoftHttp, environment_url: str) -> None:
         self.http = http
         self.environment_url = environment_url
-        self._organization_id: str | None = None
+        self._organization: tuple[str, str] | None = None
 
     async def who_am_i(self) -> dict[str, Any]:
         return dict((await self.http.request("GET", f"{API}/WhoAmI")).body)
 
+    async def organization(self) -> tuple[str, str]:
+        """The environment's organization id and friendly name (read once: they practically never change)."""
+        if self._organization is None:
+            body = (await self.http.request("GET", f"{API}/organizations", params={"$select": "organizationid,friendlyname"})).body
+            row = body["value"][0]
+            self._organization = (str(row["organizationid"]), str(row.get("friendlyname") or ""))
+        return self._organization
+
     async def organization_id(self) -> str:
-        """The environment's organization id (it never changes, so it is read once)."""
-        if self._organization_id is None:
-            body = (await self.http.request("GET", f"{API}/organizations", params={"$select": "organizationid"})).body
-            self._organization_id = str(body["value"][0]["organizationid"])
-        return self._organization_id
+        return (await self.organization())[0]
 
     async def list_bots(self) -> list[dict[str, Any]]:
         body = (await self.http.request("GET", f"{API}/bots", params={"$select": ",".join(BOT_COLUMNS), "$filter": "statecode eq 0"})).body

@@ -12,6 +12,8 @@ Secret values never appear in any attribute or message.
     ├── JobStateError             the action does not fit the job's current state (e.g. confirm a done step)
     ├── NotAuthorizedError        the actor may not do this (front ends map it to a refusal)
     ├── SecretUnavailableError    the one-time secret was already retrieved, expired or never made
+    ├── ForeignObjectError        an app registration this setup would change was not made by this bot's identity
+    ├── JobCancelled              the job was cancelled (or its lease taken over): the run stops, nothing more is written
     └── MicrosoftApiError         Microsoft answered with an error (status, code, message, request_id)
         ├── AuthenticationError   401 / token endpoint refused (AADSTS…)
         ├── PermissionDeniedError 403 (Authorization_RequestDenied, Dataverse privilege errors)
@@ -36,6 +38,8 @@ __all__ = [
     "JobStateError",
     "NotAuthorizedError",
     "SecretUnavailableError",
+    "ForeignObjectError",
+    "JobCancelled",
     "MicrosoftApiError",
     "AuthenticationError",
     "PermissionDeniedError",
@@ -129,6 +133,14 @@ class NotAuthorizedError(ProvisioningError):
 
 class SecretUnavailableError(ProvisioningError):
     pass
+
+
+class ForeignObjectError(ProvisioningError):
+    pass
+
+
+class JobCancelled(ProvisioningError):
+    """Raised inside a job's run when its lease is gone or it was cancelled: the worker stops quietly."""
 
 
 class MicrosoftApiError(ProvisioningError):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from .errors import BadRequestError, NotFoundError
+from .errors import NotFoundError
 from .http import MicrosoftHttp, OnRetry
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -61,14 +61,53 @@ class GraphClient:
         return dict(r.body)
 
     async def remove_password(self, object_id: str, key_id: str, *, step: str | None = None) -> None:
+        """Removed, or already gone: Graph answers 404 for a key (or application) that does not exist."""
         try:
             await self.http.request("POST", f"v1.0/applications/{object_id}/removePassword", json={"keyId": key_id}, step=step)
         except NotFoundError:
             return
-        except BadRequestError as exc:
-            if "No password credential" in exc.ms_message:
-                return
-            raise
+
+    async def owner_app_ids(self, object_id: str, *, created_at: datetime | None = None, step: str | None = None) -> list[str]:
+        """The appIds of the service principals that own the application (users and groups have none)."""
+        r = await self.http.request("GET", f"v1.0/applications/{object_id}/owners", params={"$select": "id,appId,displayName"},
+                                    created_at=created_at, step=step)
+        return [str(o["appId"]) for o in (r.body or {}).get("value", []) if o.get("appId")]
+
+    async def delete_application(self, object_id: str, *, step: str | None = None) -> None:
+        """Deleted (to the tenant's recycle bin for 30 days), or already gone."""
+        try:
+            await self.http.request("DELETE", f"v1.0/applications/{object_id}", step=step)
+        except NotFoundError:
+            return
+
+    # ---- federated identity credentials ---------------------------------------------------------------------------
+
+    async def federated_credentials(self, object_id: str, *, created_at: datetime | None = None, step: str | None = None) -> list[dict[str, Any]]:
+        r = await self.http.request("GET", f"v1.0/applications/{object_id}/federatedIdentityCredentials", created_at=created_at, step=step)
+        return [dict(c) for c in (r.body or {}).get("value", [])]
+
+    async def federated_credential(self, object_id: str, name: str, *, step: str | None = None) -> dict[str, Any] | None:
+        try:
+            r = await self.http.request("GET", f"v1.0/applications/{object_id}/federatedIdentityCredentials(name='{_key(name)}')", step=step)
+        except NotFoundError:
+            return None
+        return dict(r.body)
+
+    async def upsert_federated_credential(
+        self, object_id: str, name: str, body: Mapping[str, Any], *, created_at: datetime | None = None,
+        step: str | None = None, on_retry: OnRetry | None = None,
+    ) -> bool:
+        """PATCH …/federatedIdentityCredentials(name=…) with Prefer: create-if-missing (idempotent by name): True if created."""
+        r = await self.http.request(
+            "PATCH", f"v1.0/applications/{object_id}/federatedIdentityCredentials(name='{_key(name)}')", json=dict(body),
+            headers={"Prefer": "create-if-missing"}, created_at=created_at, step=step, on_retry=on_retry)
+        return r.status == 201
+
+    async def delete_federated_credential(self, object_id: str, credential_id: str, *, step: str | None = None) -> None:
+        try:
+            await self.http.request("DELETE", f"v1.0/applications/{object_id}/federatedIdentityCredentials/{credential_id}", step=step)
+        except NotFoundError:
+            return
 
     async def get_service_principal(self, app_id: str, *, step: str | None = None) -> dict[str, Any] | None:
         try:

@@ -10,6 +10,7 @@ non-idempotent request is never replayed after an ambiguous failure (timeout, re
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import logging
 import random
@@ -59,6 +60,9 @@ class RetryPolicy:
 
 
 OnRetry = Callable[[str, float], "Awaitable[None] | None"]
+# Set by the worker for the task running a job: awaited before every Microsoft write made on the job's behalf, it
+# raises once the job was cancelled or its lease was taken over, so no write starts after that.
+write_guard: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar("write_guard", default=None)
 OnResponse = Callable[[str, str, int, str], None]
 
 
@@ -127,8 +131,11 @@ class MicrosoftHttp:
         url = f"{self.base_url}/{path.lstrip('/')}"
         attempt = _Attempt()
         notify = on_retry or self.on_retry
+        guard = write_guard.get() if method != "GET" else None
         while True:
             attempt.number += 1
+            if guard is not None:
+                await guard()
             token = await self._tokens.token(self.resource)
             send_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             if self.service == "dataverse":
@@ -255,6 +262,10 @@ class MicrosoftHttp:
                                   action="Wait a few minutes, then retry.", **kw)
         if status >= 500 or status == 408:
             return ServiceUnavailableError(f"{name} is having trouble ({status}).", action="Retry in a few minutes; if it persists, check the Microsoft 365 service health page.", **kw)
+        if code == "CredentialTypeNotAllowedAsPerAppPolicy":
+            return BadRequestError("Your tenant's app management policy does not allow client secrets on app registrations.",
+                                   action="Start the setup again and choose the federated credential (no secret), or ask an Entra "
+                                          "administrator to exempt this app from the policy.", **kw)
         if code == "CredentialInvalidLifetimeAsPerAppPolicy":
             return BadRequestError("Your tenant's app management policy does not allow a client secret that long.",
                                    action="Choose a shorter secret lifetime (the tenant's policy sets the maximum) and retry.", **kw)

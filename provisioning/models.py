@@ -41,6 +41,10 @@ DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
     "https://europe.token.botframework.com/.auth/web/redirect",
 )
 SIGN_IN_AUDIENCES: tuple[str, ...] = ("AzureADMultipleOrgs", "AzureADMyOrg")
+FEDERATED = "federated"  # Microsoft Entra ID V2 with federated credentials: no secret at all (Microsoft's recommendation)
+CLIENT_SECRET = "client_secret"  # Microsoft Entra ID V2 with client secrets (the original procedure)
+CREDENTIAL_KINDS: tuple[str, ...] = (FEDERATED, CLIENT_SECRET)
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 DEFAULT_SECRET_LIFETIME_DAYS = 180
 
 
@@ -49,6 +53,7 @@ class StepName(str, enum.Enum):
 
     APP_REGISTRATION = "app_registration"
     CLIENT_SECRET = "client_secret"
+    FEDERATED_CREDENTIAL = "federated_credential"
     SERVICE_PRINCIPAL = "service_principal"
     COPILOT_AUTHENTICATION = "copilot_authentication"
     PUBLISH = "publish"
@@ -64,6 +69,7 @@ class StepName(str, enum.Enum):
     def guided(self) -> bool:
         """True for steps Microsoft offers no API for: the operator does them, the service verifies."""
         return self in (
+            StepName.FEDERATED_CREDENTIAL,
             StepName.COPILOT_AUTHENTICATION,
             StepName.SECURED_ACCESS,
             StepName.CUSTOMER_SERVICE_CONNECTION,
@@ -73,6 +79,7 @@ class StepName(str, enum.Enum):
 _STEP_TITLES = {
     StepName.APP_REGISTRATION: "Entra app registration",
     StepName.CLIENT_SECRET: "Client secret",
+    StepName.FEDERATED_CREDENTIAL: "Federated credential",
     StepName.SERVICE_PRINCIPAL: "Service principal",
     StepName.COPILOT_AUTHENTICATION: "Copilot Studio: authenticate manually",
     StepName.PUBLISH: "Publish the agent",
@@ -112,6 +119,7 @@ class JobStatus(str, enum.Enum):
     WAITING_FOR_OPERATOR = "waiting_for_operator"
     PROPAGATING = "propagating"  # every step done, secured access not yet in effect
     FAILED = "failed"
+    CANCELLING = "cancelling"  # cancel acknowledged: no Microsoft write starts any more; what the job made is being removed
     CANCELLED = "cancelled"
     COMPLETED = "completed"
 
@@ -135,7 +143,10 @@ class EventKind(str, enum.Enum):
     PROPAGATION_STARTED = "propagation_started"
     REMINDER_DUE = "reminder_due"
     JOB_COMPLETED = "job_completed"
+    JOB_CANCELLING = "job_cancelling"
     JOB_CANCELLED = "job_cancelled"
+    PLAN_CHANGED = "plan_changed"  # a retry found the tenant changed since approval: the new plan needs approval
+    CREDENTIAL_REMOVED = "credential_removed"
 
 
 def _jsonable(value: Any) -> Any:
@@ -215,6 +226,7 @@ class SetupRequest(_Model):
     redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
     implicit_grant_access_tokens: bool = True
     implicit_grant_id_tokens: bool = True
+    credential: str = FEDERATED
     secret_lifetime_days: int = DEFAULT_SECRET_LIFETIME_DAYS
     create_service_principal: bool = False
     require_secured_access: bool = True
@@ -254,6 +266,7 @@ class PreflightCheck(_Model):
     ok: bool
     message: str  # what was found
     remedy: str = ""  # how to grant what is missing (empty when ok)
+    advice: bool = False  # ok, but worth the approver's attention (shown as a warning on the plan)
 
 
 @dataclass(frozen=True)
@@ -287,6 +300,8 @@ class GuidedInstructions(_Model):
     values: tuple[tuple[str, str], ...] = ()  # (label, value) to copy, e.g. ("Client ID", "…"); never a secret
     links: tuple[tuple[str, str], ...] = ()  # (label, url) deep links
     secret_handoff: bool = False  # the client secret must be fetched through the one-time hand-off
+    inputs: tuple[tuple[str, str, str], ...] = ()  # (id, label, hint) the person fills in, e.g. what Copilot Studio shows
+    previous: tuple[str, ...] = ()  # (when, who) confirmed this step for the same agent before; the person may keep it
 
 
 @dataclass(frozen=True)
@@ -314,6 +329,9 @@ class JobView(_Model):
     created_at: datetime
     updated_at: datetime
     secret_available: bool = False  # the one-time hand-off still holds the secret
+    secret_shown: bool = False  # the requester has seen it (it stays until they say they copied it, or the hand-off expires)
+    handoff_expires_at: datetime | None = None  # when an unclaimed secret is removed from the app registration
+    cleanup: tuple[tuple[str, str], ...] = ()  # (what is being removed, "pending" | "retrying" | "done"), e.g. after a cancel
     tags: Mapping[str, str] = field(default_factory=dict)  # opaque front-end data, e.g. {"conversation": "…"}
 
     def step(self, name: StepName) -> StepView:
@@ -342,6 +360,7 @@ def plan_from_dict(d: Mapping[str, Any]) -> Plan:
         PlannedStep(
             step=StepName(s["step"]), action=StepAction(s["action"]), summary=s["summary"],
             changes=tuple(Change(c["field"], c["before"], c["after"]) for c in s.get("changes", ())), notes=tuple(s.get("notes", ())),
+            skip_reason=s.get("skip_reason", ""),
         )
         for s in d["steps"]
     )

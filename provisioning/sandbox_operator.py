@@ -28,6 +28,14 @@ class SandboxOperator:
             "service_provider": "Microsoft Entra ID V2 with client secrets",
         })
 
+    async def federated_authentication(self, bot_id: str, *, client_id: str, tenant_id: str) -> tuple[str, str]:
+        """Choose 'Microsoft Entra ID V2 with federated credentials' and enter the ids: the issuer and value it shows."""
+        shown = await self._call("POST", f"bots/{bot_id}/federated-authentication", {"client_id": client_id, "tenant_id": tenant_id})
+        return str(shown["issuer"]), str(shown["subject"])
+
+    async def save_federated_authentication(self, bot_id: str) -> None:
+        await self._call("POST", f"bots/{bot_id}/federated-authentication/save")
+
     async def enable_secured_access(self, bot_id: str) -> dict[str, Any]:
         return await self._call("POST", f"bots/{bot_id}/secured-access", {"enabled": True})
 

@@ -1,19 +1,26 @@
-"""Runs jobs: takes a lease, resumes each job from its last durable step, fires due timers (the
-propagation reminder) exactly once, and removes client secrets nobody retrieved in time."""
+"""Runs jobs: takes a job's lease, resumes it from its last durable step, fires due timers (the propagation
+reminder, together with completing the job), finishes cancels, and — one instance at a time — sweeps expired
+secrets and pending credential removals.
+
+Every write a run makes carries the lease's fence, and every Microsoft write it starts is preceded by a check of
+the job's status and the lease (provisioning/http.py `write_guard`). A run whose lease was taken over, or whose
+job was cancelled, stops without another write.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import sqlite3
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .errors import MicrosoftApiError, ProvisioningError
-from .journal import Journal
-from .models import EventKind, JobStatus, StepName, StepStatus
+from store import Fence, JobChange, JobStateChanged, LeaseLost, StoreError
+
+from .errors import JobCancelled, ProvisioningError
+from .http import write_guard
+from .journal import ACTIVE, SERVICE, JobRecord, audit, event
+from .models import EventKind, JobStatus, StepAction, StepName, StepStatus
 from .steps import STEPS, Step, StepContext
 
 if TYPE_CHECKING:
@@ -21,16 +28,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STEP_BY_NAME: dict[str, Step] = {s.name.value: s for s in STEPS}
-RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
+COMPLETABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value)
 
 
 class Worker:
-    def __init__(self, service: "ProvisioningService", *, poll_interval: float = 1.0) -> None:
+    def __init__(self, service: "ProvisioningService", *, poll_interval: float = 1.0, owner: str | None = None) -> None:
         self.service = service
-        self.journal: Journal = service.journal
-        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self.core = service.core
+        self.store = service.core.store
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.poll_interval = poll_interval
-        self.lease_ttl = service.settings.lease_ttl.total_seconds()
+        self.lease_ttl = service.core.settings.lease_ttl.total_seconds()
         self.wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -51,8 +60,15 @@ class Worker:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         self._running.clear()
 
+    def interrupt(self, job_id: str) -> None:
+        """Stop this instance's run of a job now (it was cancelled); the lease is released as the run ends."""
+        task = self._running.get(job_id)
+        if task is not None and not task.done():
+            task.cancel()
+
     async def _loop(self) -> None:
         while True:
+            seen = self.store.db.changes
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -60,144 +76,156 @@ class Worker:
             except Exception:  # noqa: BLE001 - the loop must survive anything one tick hits
                 log.exception("worker tick failed; continuing")
             self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
-                pass
+            changed = asyncio.ensure_future(self.store.db.wait_for_change(seen, self.poll_interval))
+            woken = asyncio.ensure_future(self.wake.wait())
+            await asyncio.wait({changed, woken}, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (changed, woken):
+                waiter.cancel()
 
     async def tick(self) -> None:
+        for job_id in await self.store.jobs.finished_but_open(COMPLETABLE):
+            await self.service.finish_if_done(job_id)
         await self.fire_timers()
-        await self.service.expire_secrets()
-        jobs = await self.journal.tx(lambda c: [r["id"] for r in c.execute(
-            f"SELECT id FROM jobs WHERE status IN ({','.join('?' * len(RUNNABLE))}) ORDER BY created_at", RUNNABLE)])
-        for job_id in jobs:
+        if await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
+            await self.service.sweeper.sweep()
+        for job_id in await self.store.jobs.ids(statuses=RUNNABLE):
             if job_id in self._running and not self._running[job_id].done():
                 continue
-            if await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
-                self._running[job_id] = asyncio.create_task(self._run_leased(job_id), name=f"job-{job_id[:8]}")
+            fence = await self.store.locks.acquire(f"job:{job_id}", self.owner, self.lease_ttl)
+            if fence is not None:
+                self._running[job_id] = asyncio.create_task(self._run_leased(job_id, fence), name=f"job-{job_id[:8]}")
 
-    async def _run_leased(self, job_id: str) -> None:
-        runner = asyncio.create_task(self.run_job(job_id))
-        renewer = asyncio.create_task(self._renew(job_id, runner))
+    async def _run_leased(self, job_id: str, fence: Fence) -> None:
+        runner = asyncio.create_task(self._guarded(job_id, fence))
+        renewer = asyncio.create_task(self._renew(fence, runner))
         try:
             await runner
+        except asyncio.CancelledError:
+            log.info("the run of job %s stopped (cancelled, or its lease was lost)", job_id)
+        except (StoreError, JobCancelled) as exc:
+            log.info("the run of job %s stopped: %s", job_id, exc)
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-            await self.journal.release_lease(job_id, self.owner)
-            await self.journal.notify()
+            await self.store.locks.release(fence)
+            self._running.pop(job_id, None)
+            self.wake.set()  # a cancel requested meanwhile is finished at once
 
-    async def _renew(self, job_id: str, runner: "asyncio.Task[None]") -> None:
+    async def _guarded(self, job_id: str, fence: Fence) -> None:
+        async def guard() -> None:
+            await self.store.jobs.guard(job_id, fence, ACTIVE)
+
+        write_guard.set(guard)
+        await self.run_job(job_id, fence)
+
+    async def _renew(self, fence: Fence, runner: "asyncio.Task[None]") -> None:
         """Keep the lease while the job runs; if another worker took it over, stop this run."""
         while not runner.done():
             await asyncio.sleep(self.lease_ttl / 3)
-            if not await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
-                log.warning("lost the lease on job %s; stopping this run", job_id)
+            if not await self.store.locks.renew(fence, self.lease_ttl):
+                log.warning("lost the lease %s; stopping this run", fence.name)
                 runner.cancel()
                 return
 
-    async def heartbeat(self, job_id: str) -> None:
-        if not await self.journal.acquire_lease(job_id, self.owner, self.lease_ttl):
-            raise asyncio.CancelledError(f"lease on job {job_id} was lost")
-
-    async def run_job(self, job_id: str) -> None:
-        job = await self.service.load(job_id)
+    async def run_job(self, job_id: str, fence: Fence) -> None:
+        job = await self.core.load(job_id)
+        if job.status == JobStatus.CANCELLING:
+            write_guard.set(None)  # removing what the job made is what a cancel asks for
+            await self.service.cancellation.finish(job, fence)
+            await self.service.sweeper.remove_for(job_id)
+            return
         if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return
         if job.status == JobStatus.QUEUED:
-            await self.service.set_job_status(job_id, JobStatus.RUNNING)
-        ctx = await self.service.context(job_id, job.data, heartbeat=lambda: self.heartbeat(job_id))
-        ctx.fresh = self.service.take_over(job_id)
-        for row in await self.service.step_rows(job_id):
-            name, status = row["name"], StepStatus(row["status"])
-            if status.finished or status == StepStatus.PROPAGATING:
-                continue
+            await self.core.apply(JobChange(job_id, fence=fence, allow=ACTIVE, status=JobStatus.RUNNING.value))
+        ctx = self.core.context(job, fence)
+
+        async def beat() -> None:
+            if not await self.store.locks.renew(fence, self.lease_ttl):
+                raise JobCancelled(f"the lease on job {job_id} was lost")
+            await self.store.jobs.guard(job_id, fence, ACTIVE)
+
+        ctx.heartbeat = beat
+        ctx.fresh = self.core.take_over(job_id)
+        while True:
+            job = await self.core.load(job_id)  # every step reads the job afresh: a cancel or a take-over is seen at once
+            row = next((r for r in job.steps if not StepStatus(r["status"]).finished and r["status"] != StepStatus.PROPAGATING.value), None)
+            if row is None:
+                await self.service.finish_if_done(job_id, fence=fence)
+                return
+            status = StepStatus(row["status"])
             if status == StepStatus.WAITING_FOR_OPERATOR:
-                await self.service.set_job_status(job_id, JobStatus.WAITING_FOR_OPERATOR)
+                await self.core.apply(JobChange(job_id, fence=fence, allow=ACTIVE, status=JobStatus.WAITING_FOR_OPERATOR.value))
                 return
             if status == StepStatus.FAILED:
-                await self.service.set_job_status(job_id, JobStatus.FAILED)
+                await self.core.apply(JobChange(job_id, fence=fence, allow=ACTIVE, status=JobStatus.FAILED.value))
                 return
-            step = STEP_BY_NAME[name]
-            ctx.on_retry = self._retry_reporter(job_id, name)
-            if not await self._run_step(job_id, step, ctx, row["attempts"]):
+            ctx.on_retry = self._retry_reporter(job_id, fence, row["name"])
+            if not await self._run_step(job, fence, STEP_BY_NAME[row["name"]], ctx, row["attempts"]):
                 return
-        await self.service.finish_if_done(job_id)
 
-    def _retry_reporter(self, job_id: str, step: str) -> Any:
+    def _retry_reporter(self, job_id: str, fence: Fence, step: str) -> Any:
         async def report(reason: str, delay: float) -> None:
-            def fn(c: sqlite3.Connection) -> None:
-                Journal.update_step(c, job_id, step, status=StepStatus.RETRYING.value, message=reason)
-                Journal.event(c, job_id, EventKind.STEP_RETRYING.value, step=step, message=reason, data={"delay": delay})
-
-            await self.journal.tx(fn)
-            await self.journal.notify()
-            await self.heartbeat(job_id)
+            await self.core.apply(JobChange(job_id, fence=fence, allow=ACTIVE, steps={step: {"status": StepStatus.RETRYING.value, "message": reason}},
+                                            events=[event(EventKind.STEP_RETRYING, step=step, message=reason, data={"delay": delay})]))
+            if not await self.store.locks.renew(fence, self.lease_ttl):
+                raise JobCancelled(f"the lease on job {job_id} was lost")
 
         return report
 
-    async def _run_step(self, job_id: str, step: Step, ctx: StepContext, attempts: int) -> bool:
+    async def _run_step(self, job: JobRecord, fence: Fence, step: Step, ctx: StepContext, attempts: int) -> bool:
         name = step.name.value
-
-        def started(c: sqlite3.Connection) -> None:
-            Journal.update_step(c, job_id, name, status=StepStatus.RUNNING.value, message="", attempts=attempts + 1)
-            Journal.event(c, job_id, EventKind.STEP_STARTED.value, step=name, message=step.name.label)
-
-        await self.journal.tx(started)
-        await self.journal.notify()
+        await self.core.apply(JobChange(job.id, fence=fence, allow=ACTIVE, steps={name: {"status": StepStatus.RUNNING.value, "message": "", "attempts": attempts + 1}},
+                                        events=[event(EventKind.STEP_STARTED, step=name, message=step.name.label)]))
         try:
             current = await step.read(ctx)
             planned = step.decide(ctx, current)
-            if step.guided:
-                if planned.action.value == "no_change":
-                    await self.service.step_done(job_id, name, step.outputs(ctx, current), planned.summary)
+            if step.guided and (planned.action == StepAction.NO_CHANGE or not step.ready(ctx)):
+                if planned.action == StepAction.NO_CHANGE:
+                    await step.adopt(ctx, current)
+                    await self.service.step_done(job.id, fence, name, step.outputs(ctx, current), planned.summary)
                     return True
-                await self.service.wait_for_operator(job_id, step, ctx)
+                await self.service.wait_for_operator(job.id, fence, step, ctx)
                 return False
-            if planned.action.value == "no_change":
+            if planned.action == StepAction.NO_CHANGE:
                 await step.adopt(ctx, current)
                 outputs = step.outputs(ctx, current)
             else:
                 outputs = await step.act(ctx, current)
-                if step.name == StepName.CLIENT_SECRET:
+                if step.name in (StepName.CLIENT_SECRET, StepName.FEDERATED_CREDENTIAL):
                     await ctx.remember(needs_new_auth=True)
             check = await step.verify(ctx)
             if not check.ok:
                 raise ProvisioningError(check.text, action="Retry when it is fixed.", step=name)
-            await self.service.step_done(job_id, name, outputs, check.text or planned.summary)
+            await self.service.step_done(job.id, fence, name, outputs, check.text or planned.summary)
             return True
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StoreError, JobCancelled):
             raise
         except ProvisioningError as exc:
-            await self.service.step_failed(job_id, name, exc)
+            await self.service.step_failed(job.id, fence, name, exc)
             return False
         except Exception as exc:  # noqa: BLE001 - an unexpected failure still ends as a visible, retryable step failure
-            log.exception("step %s of job %s failed unexpectedly", name, job_id)
-            await self.service.step_failed(job_id, name, ProvisioningError(
+            log.exception("step %s of job %s failed unexpectedly", name, job.id)
+            await self.service.step_failed(job.id, fence, name, ProvisioningError(
                 f"Unexpected error ({type(exc).__name__}).", action="Retry; if it fails again, check the bot's log.", step=name))
             return False
 
     async def fire_timers(self) -> None:
-        now = time.time()
-        due = await self.journal.tx(lambda c: list(c.execute("SELECT id, job_id, kind FROM timers WHERE fired_at IS NULL AND due_at <= ?", (now,))))
-        for timer in due:
-            def fire(c: sqlite3.Connection, t: sqlite3.Row = timer) -> bool:
-                if c.execute("UPDATE timers SET fired_at = ? WHERE id = ? AND fired_at IS NULL", (time.time(), t["id"])).rowcount != 1:
-                    return False  # another worker fired it
-                step = StepName.SECURED_ACCESS.value
-                Journal.update_step(c, t["job_id"], step, status=StepStatus.DONE.value,
-                                    message="Require secured access is now in effect (the propagation window has passed).")
-                Journal.event(c, t["job_id"], EventKind.REMINDER_DUE.value, step=step,
-                              message="The propagation window has passed: Require secured access is now in effect.")
-                return True
-
-            if await self.journal.tx(fire):
-                await self.journal.notify()
-                await self.service.finish_if_done(timer["job_id"])
-
-
-def decode(row: sqlite3.Row, key: str) -> Any:
-    return json.loads(row[key])
-
-
-__all__ = ["Worker", "MicrosoftApiError"]
+        """Each due reminder fires once, in the same transaction that completes its job when it was the last thing."""
+        for timer in await self.store.jobs.due_timers(time.time()):
+            job = await self.core.load(str(timer["job_id"]))
+            step = StepName.SECURED_ACCESS.value
+            others_done = all(StepStatus(r["status"]).finished for r in job.steps if r["name"] != step)
+            change = JobChange(job.id, version=job.version, fire_timer=int(timer["id"]),
+                               steps={step: {"status": StepStatus.DONE.value,
+                                             "message": "Require secured access is now in effect (the propagation window has passed)."}},
+                               events=[event(EventKind.REMINDER_DUE, step=step,
+                                             message="The propagation window has passed: Require secured access is now in effect.")])
+            if others_done and job.status.value in COMPLETABLE:
+                change.status = JobStatus.COMPLETED.value
+                change.events.append(event(EventKind.JOB_COMPLETED, message="Every step is done."))
+                change.audit.append(audit(SERVICE, "completed"))
+            try:
+                await self.core.apply(change)
+            except (JobStateChanged, LeaseLost):
+                continue  # fired elsewhere, or the job moved on meanwhile: the next tick decides again

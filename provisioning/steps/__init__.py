@@ -7,6 +7,7 @@ from .base import Step, StepContext, Verification, unique_name
 from .client_secret import ClientSecret
 from .copilot_authentication import CopilotAuthentication
 from .customer_service_connection import CustomerServiceConnection
+from .federated_credential import FederatedCredential
 from .publish import Publish
 from .secured_access import SecuredAccess
 from .service_principal import ServicePrincipal
@@ -14,6 +15,7 @@ from .service_principal import ServicePrincipal
 STEPS: tuple[Step, ...] = (
     AppRegistration(),
     ClientSecret(),
+    FederatedCredential(),
     ServicePrincipal(),
     CopilotAuthentication(),
     Publish(),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ForeignObjectError
 from ..graph import GRAPH_APP_ID
 from ..models import Change, PlannedStep, SetupRequest, StepAction, StepName
-from .base import Step, StepContext, now
+from .base import Step, StepContext, now, parse_time
 
 OPENID = "37f7f235-527c-4136-accd-4a02d197296e"
 PROFILE = "14dad69e-099b-42c9-810b-d002981feec1"
@@ -53,7 +54,22 @@ class AppRegistration(Step):
     name = StepName.APP_REGISTRATION
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
-        return {"app": await ctx.application(self.name.value)}
+        app = await ctx.application(self.name.value)
+        if app is not None:
+            await self.check_ours(ctx, app)
+        return {"app": app}
+
+    async def check_ours(self, ctx: StepContext, app: dict[str, Any]) -> None:
+        """Change only an app registration this bot's provisioning identity owns. With Application.ReadWrite.OwnedBy
+        Graph shows no other; with Application.ReadWrite.All someone else's app with the same uniqueName is visible."""
+        owners = await ctx.cached(f"owners:{app['id']}", lambda: ctx.graph.owner_app_ids(
+            str(app["id"]), created_at=parse_time(ctx.data.get("app_created_at")), step=self.name.value))
+        if ctx.settings.client_id not in owners:
+            raise ForeignObjectError(
+                f"An app registration with this setup's uniqueName ({ctx.unique_name}) exists, '{app.get('displayName')}' "
+                f"(client ID {app.get('appId')}), but it was not made by this bot's provisioning identity, so it was not changed.",
+                action="Make the provisioning app an owner of it if it is yours to manage (Entra admin center → App registrations → "
+                       "Owners), or delete it, then start the setup again.", step=self.name.value)
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         want = _flat(desired(ctx.request))
@@ -72,6 +88,8 @@ class AppRegistration(Step):
         started = now()
         created, app = await ctx.graph.upsert_application(ctx.unique_name, desired(ctx.request), step=self.name.value, on_retry=ctx.on_retry)
         ctx.forget("app")
+        if not created and current["app"] is not None:
+            await self.check_ours(ctx, current["app"])
         if created and app is not None:
             ctx.know("app", app)  # Graph answers a create with the whole new application
         if app is None:  # 204: it existed; the ids come from a read (retried through replication delay)
@@ -82,7 +100,8 @@ class AppRegistration(Step):
                 )
                 app = dict(response.body)
         created_at = app.get("createdDateTime") if created else ctx.data.get("app_created_at") or app.get("createdDateTime")
-        await ctx.remember(app_object_id=app["id"], app_id=app["appId"], app_created_at=created_at or started.isoformat())
+        made = created or bool(ctx.data.get("app_created_by_job"))  # what a cancel removes
+        await ctx.remember(app_object_id=app["id"], app_id=app["appId"], app_created_at=created_at or started.isoformat(), app_created_by_job=made)
         return self.outputs(ctx, {"app": app})
 
     async def adopt(self, ctx: StepContext, current: dict[str, Any]) -> None:

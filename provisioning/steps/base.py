@@ -30,6 +30,8 @@ class StepContext:
     settings: Settings
     data: dict[str, Any] = field(default_factory=dict)  # durable job data (ids, timestamps); never secrets
     job_id: str = ""
+    portal_url: str | None = None  # the sandbox's read-only portal, when running against it (links go there)
+    secret_waiting: bool = False  # a client secret of this job still waits in the hand-off (set when verifying)
     on_retry: Callable[[str, float], Awaitable[None]] | None = None
     heartbeat: Callable[[], Awaitable[None]] | None = None
     save: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # persists `data` changes durably
@@ -124,6 +126,14 @@ class Step:
     def applies(self, request: SetupRequest) -> bool:
         return True
 
+    def ready(self, ctx: StepContext) -> bool:
+        """For a guided step: the person has given what it needs, and the job does the rest itself."""
+        return False
+
+    def skip_reason(self, request: SetupRequest, agent: AgentSummary) -> str:
+        """Why the plan skips this step (shown on the plan card) when `applies` is False."""
+        return "not requested"
+
     async def read(self, ctx: StepContext) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -148,8 +158,19 @@ class Step:
         raise NotImplementedError
 
 
-def entra_link(app_id: str) -> str:
+def entra_link(app_id: str, portal_url: str | None = None) -> str:
+    """The app registration's page: Entra's, or the sandbox portal's for the sandbox's own objects."""
+    if portal_url:
+        return f"{portal_url.rstrip('/')}/applications/{app_id}"
     return f"https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationMenuBlade/~/Overview/appId/{app_id}"
 
 
+def copilot_link(bot_id: str, portal_url: str | None = None) -> str:
+    """Where the agent is configured: Copilot Studio, or the sandbox portal's read-only view of the agent."""
+    if portal_url:
+        return f"{portal_url.rstrip('/')}/agents/{bot_id}"
+    return COPILOT_STUDIO
+
+
 COPILOT_STUDIO = "https://copilotstudio.microsoft.com/"
+

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from ..models import Change, PlannedStep, StepAction, StepName
+from ..models import CLIENT_SECRET, AgentSummary, Change, PlannedStep, SetupRequest, StepAction, StepName
 from .base import SECRET_MARKER, Step, StepContext, now, parse_time
 
 
@@ -17,6 +17,12 @@ def marker(job_id: str) -> str:
 
 class ClientSecret(Step):
     name = StepName.CLIENT_SECRET
+
+    def applies(self, request: SetupRequest) -> bool:
+        return request.credential == CLIENT_SECRET
+
+    def skip_reason(self, request: SetupRequest, agent: AgentSummary) -> str:
+        return "a federated credential is used instead, so there is no secret to store or rotate"
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
         app = await ctx.application(self.name.value)

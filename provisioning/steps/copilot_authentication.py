@@ -1,16 +1,21 @@
-"""Guided step: Copilot Studio "Authenticate manually". No public API sets it; the operator does it with
-exactly these values, then Dataverse shows whether it took (authenticationmode 3 and a connectionName)."""
+"""Guided step: Copilot Studio "Authenticate manually". No public API sets it; the person does it with exactly
+these values, then Dataverse shows whether it took (authenticationmode 3 and a connectionName).
+
+Done is refused while the credential this job made has not reached the person: a client secret still waiting in
+the hand-off, or a federated credential not yet added. Continuing past that is an explicit, audited override."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..dataverse import memo
-from ..models import GuidedInstructions, PlannedStep, StepAction, StepName
-from .base import COPILOT_STUDIO, Step, StepContext, Verification, entra_link
+from ..models import CLIENT_SECRET, GuidedInstructions, PlannedStep, StepAction, StepName
+from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link, entra_link
+from .federated_credential import PROVIDER as FEDERATED_PROVIDER
 
 MODES = {0: "Unspecified", 1: "None (no authentication)", 2: "Integrated (authenticate with Microsoft)",
          3: "Manual: Microsoft Entra ID", 4: "Manual: generic OAuth 2"}
+SECRET_PROVIDER = "Microsoft Entra ID V2 with client secrets"
 
 
 def auth_state(bot: dict[str, Any]) -> tuple[int | None, str]:
@@ -30,33 +35,52 @@ class CopilotAuthentication(Step):
         mode, connection = auth_state(current["bot"])
         if mode == 3 and connection and not ctx.data.get("needs_new_auth"):
             return PlannedStep(self.name, StepAction.NO_CHANGE, "The agent already authenticates manually with Microsoft Entra ID",
-                               (), ("Dataverse cannot show which client ID it uses; re-run with a new secret to change it",))
-        return PlannedStep(self.name, StepAction.MANUAL, "You set 'Authenticate manually' in Copilot Studio with the new client ID and secret",
+                               (), ("Dataverse cannot show which client ID it uses",))
+        what = "the new client ID and secret" if ctx.request.credential == CLIENT_SECRET else "the client ID and the federated credential"
+        return PlannedStep(self.name, StepAction.MANUAL, f"You save 'Authenticate manually' in Copilot Studio with {what}",
                            (), (f"now: {MODES.get(mode or 0, mode)}; the bot checks Dataverse after you confirm",))
 
     def instructions(self, ctx: StepContext) -> GuidedInstructions:
         client_id = str(ctx.data.get("app_id", ""))
+        links = (("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),
+                 ("App registration in Entra", entra_link(client_id, ctx.portal_url)))
+        if ctx.request.credential != CLIENT_SECRET:
+            return GuidedInstructions(
+                title="Save the authentication in Copilot Studio",
+                steps=(
+                    "The federated credential is on the app registration now.",
+                    f"In Copilot Studio, on the agent '{ctx.agent.name}''s Authentication page (where you entered the client ID), "
+                    "check Scopes: profile openid.",
+                    "Select Save, then come back here and select Done; the bot checks Dataverse.",
+                ),
+                values=(("Client ID", client_id), ("Scopes", "profile openid"), ("Service provider", FEDERATED_PROVIDER)),
+                links=links,
+            )
         uris = ", ".join(ctx.request.redirect_uris)
         return GuidedInstructions(
             title="Set authentication in Copilot Studio",
             steps=(
                 f"Open Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Authentication.",
                 "Choose 'Authenticate manually' and turn on 'Require users to sign in'.",
-                "Service provider: 'Microsoft Entra ID V2 with client secrets'.",
+                f"Service provider: '{SECRET_PROVIDER}'.",
                 f"Client ID: {client_id}",
-                "Client secret: use 'Show client secret' (shown once, only to you) and paste it.",
+                "Client secret: select 'Show client secret' (only you see it; it stays until you select 'I copied it') and paste it.",
                 "Scopes: profile openid",
                 f"Check that the Redirect URL shown is one of: {uris}.",
                 "Select Save, then come back here and select Done.",
             ),
-            values=(("Client ID", client_id), ("Scopes", "profile openid"),
-                    ("Service provider", "Microsoft Entra ID V2 with client secrets"), ("Tenant ID", ctx.tenant_id)),
-            links=(("Open Copilot Studio", COPILOT_STUDIO), ("App registration in Entra", entra_link(client_id))),
+            values=(("Client ID", client_id), ("Scopes", "profile openid"), ("Service provider", SECRET_PROVIDER), ("Tenant ID", ctx.tenant_id)),
+            links=links,
             secret_handoff=True,
         )
 
     async def verify(self, ctx: StepContext) -> Verification:
-        ctx.forget("bot")  # the operator changed it: read it again (the next steps then use this read)
+        if ctx.request.credential == CLIENT_SECRET and ctx.secret_waiting:
+            return Verification(False, "The new client secret has not been handed over yet, so Copilot Studio cannot be using it: "
+                                       "select 'Show client secret', paste it in Copilot Studio, select 'I copied it', then Done.")
+        if ctx.request.credential != CLIENT_SECRET and not ctx.data.get("federated_credential_id"):
+            return Verification(False, "The federated credential has not been added to the app registration yet.")
+        ctx.forget("bot")  # the person changed it: read it again (the next steps then use this read)
         bot = await ctx.agent_bot(self.name.value)
         mode, connection = auth_state(bot)
         if mode == 3 and connection:

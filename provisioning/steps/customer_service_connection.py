@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..dataverse import memo
-from ..models import GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
-from .base import COPILOT_STUDIO, Step, StepContext, Verification
+from ..models import AgentSummary, GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
+from ..validation import CUSTOMER_SERVICE_MAX_NAME
+from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link
 
 
 def registration_app_id(bot: dict[str, Any]) -> str:
@@ -21,6 +22,11 @@ class CustomerServiceConnection(Step):
 
     def applies(self, request: SetupRequest) -> bool:
         return request.connect_customer_service
+
+    def skip_reason(self, request: SetupRequest, agent: AgentSummary) -> str:
+        if len(agent.name) > CUSTOMER_SERVICE_MAX_NAME:
+            return f"the agent's name is over {CUSTOMER_SERVICE_MAX_NAME} characters, which Customer Service cannot connect"
+        return "not requested"
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
         bot = await ctx.agent_bot(self.name.value)
@@ -46,7 +52,7 @@ class CustomerServiceConnection(Step):
                 "Then add the agent to a push-based workstream in the Customer Service admin center (one agent per workstream).",
                 "Come back here and select Done; the bot checks Dataverse for the agent's bot application user.",
             ),
-            links=(("Open Copilot Studio", COPILOT_STUDIO),),
+            links=(("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),),
         )
 
     async def verify(self, ctx: StepContext) -> Verification:

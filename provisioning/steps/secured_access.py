@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dates import duration
 from ..models import GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
-from .base import COPILOT_STUDIO, Step, StepContext, Verification
+from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link
 
 
 class SecuredAccess(Step):
@@ -21,8 +22,12 @@ class SecuredAccess(Step):
 
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         delay = ctx.settings.propagation_delay
-        return PlannedStep(self.name, StepAction.MANUAL, "You turn on 'Require secured access' for the web channel",
-                           (), (f"takes up to {_human(delay.total_seconds())} to take effect; until then the old setting applies. The bot reminds you then.",))
+        notes = [f"takes up to {duration(delay.total_seconds())} to take effect; until then the old setting applies. The bot reminds you then."]
+        previous = ctx.data.get("previous_secured_access")
+        if previous:
+            notes.append(f"confirmed before for this agent by {previous['by']} ({previous['at_text']}); you may keep that "
+                         "confirmation instead of waiting out the window again")
+        return PlannedStep(self.name, StepAction.MANUAL, "You turn on 'Require secured access' for the web channel", (), tuple(notes))
 
     def instructions(self, ctx: StepContext) -> GuidedInstructions:
         return GuidedInstructions(
@@ -31,21 +36,13 @@ class SecuredAccess(Step):
                 f"In Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Web channel security.",
                 "Turn on 'Require secured access'.",
                 "Come back here and select Done. No Microsoft API can read this setting, so the bot records the time you confirm.",
-                f"It takes up to {_human(ctx.settings.propagation_delay.total_seconds())} to take effect; until then the old setting applies. "
+                f"It takes up to {duration(ctx.settings.propagation_delay.total_seconds())} to take effect; until then the old setting applies. "
                 "You don't need to publish for this change.",
             ),
-            links=(("Open Copilot Studio", COPILOT_STUDIO),),
+            links=(("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),),
+            previous=(previous["at_text"], previous["by"]) if (previous := ctx.data.get("previous_secured_access")) else (),
         )
 
     async def verify(self, ctx: StepContext) -> Verification:
         return Verification(True, "Confirmed by the operator (no API can read this setting).")
 
-
-def _human(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        hours = int(seconds // 3600)
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{seconds:g} second{'s' if seconds != 1 else ''}"

@@ -25,7 +25,8 @@ async def test_full_apply_then_rerun_changes_nothing(sandbox: Sandbox, service: 
     assert actions[StepName.CLIENT_SECRET] == StepAction.CREATE
     assert actions[StepName.COPILOT_AUTHENTICATION] == StepAction.MANUAL
     assert actions[StepName.PUBLISH] == StepAction.UPDATE
-    assert StepName.SERVICE_PRINCIPAL not in actions
+    skipped = {s.step: s.skip_reason for s in plan.steps if s.skip_reason}
+    assert set(skipped) == {StepName.SERVICE_PRINCIPAL, StepName.FEDERATED_CREDENTIAL}, "steps that will not run say why"
     assert plan.preflight.ok
 
     job = await service.submit(plan, REQUESTER, APPROVER, {"conversation": "c1"})
@@ -51,7 +52,7 @@ async def test_full_apply_then_rerun_changes_nothing(sandbox: Sandbox, service: 
     assert kinds.count(EventKind.REMINDER_DUE) == 1 and kinds[-1] == EventKind.JOB_COMPLETED
 
     again = await service.plan(request)
-    assert {s.step: s.action for s in again.steps} == {
+    assert {s.step: s.action for s in again.steps if not s.skip_reason} == {
         StepName.APP_REGISTRATION: StepAction.NO_CHANGE, StepName.CLIENT_SECRET: StepAction.NO_CHANGE,
         StepName.COPILOT_AUTHENTICATION: StepAction.NO_CHANGE, StepName.PUBLISH: StepAction.NO_CHANGE,
         StepName.SECURED_ACCESS: StepAction.MANUAL, StepName.CUSTOMER_SERVICE_CONNECTION: StepAction.NO_CHANGE,
@@ -70,9 +71,9 @@ async def test_a_new_secret_for_an_app_that_exists_already(sandbox: Sandbox, ser
     first = await run_to_completion(service, await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER))
     assert first.status == JobStatus.COMPLETED
     object_id = first.step(StepName.APP_REGISTRATION).outputs["object_id"]
-    app = await service.graph.get_application(object_id, select=("id", "passwordCredentials"))
+    app = await service.core.graph.get_application(object_id, select=("id", "passwordCredentials"))
     for cred in app["passwordCredentials"]:
-        await service.graph.remove_password(object_id, cred["keyId"])
+        await service.core.graph.remove_password(object_id, cred["keyId"])
     plan = await service.plan(agent_request(sandbox))
     actions = {s.step: s.action for s in plan.steps}
     assert actions[StepName.APP_REGISTRATION] == StepAction.NO_CHANGE and actions[StepName.CLIENT_SECRET] == StepAction.CREATE
@@ -95,7 +96,7 @@ async def test_the_approval_reads_once_and_the_job_reuses_those_reads(sandbox: S
     async def record(request) -> None:  # type: ignore[no-untyped-def]
         calls.append(f"{request.method} {request.url.path.split('(')[0].rsplit('/', 1)[-1] if '(' in request.url.path else request.url.path}")
 
-    for client in service._clients:
+    for client in service.core._clients:
         client.event_hooks["request"].append(record)
     job = await service.submit(plan, REQUESTER, APPROVER)
     view = await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))

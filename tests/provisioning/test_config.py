@@ -15,6 +15,7 @@ BASE = {
     "PROVISIONING_CLIENT_ID": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
     "PROVISIONING_CLIENT_SECRET": "s3cr3t-value-for-tests",
     "DATAVERSE_URL": "https://contoso.crm.dynamics.com/",
+    "SECRET_ENCRYPTION_KEY": "mgqaJGxW0aeIydyWcHkrdmoxCQ-Y30xOO8ilSPrAWr8=",  # a test key, from Fernet.generate_key()
 }
 
 
@@ -51,6 +52,24 @@ def test_bad_configuration_names_the_variable(change: dict[str, str], variable: 
         Settings.from_env({**BASE, **change}, dotenv=None)
     assert info.value.variable == variable
     assert variable in info.value.user_message()
+
+
+def test_in_production_the_vault_key_does_not_sit_beside_the_database(tmp_path: Path) -> None:
+    """A generated key file next to STATE_DB protects nothing against whoever copies the folder: refused, with what to do."""
+    real = {k: v for k, v in BASE.items() if k != "SECRET_ENCRYPTION_KEY"}
+    with pytest.raises(ConfigurationError) as missing:
+        Settings.from_env(real, dotenv=None)
+    assert missing.value.variable == "SECRET_ENCRYPTION_KEY" and "Key Vault" in missing.value.user_message()
+    beside = {**real, "STATE_DB": str(tmp_path / "state.db"), "SECRET_KEY_FILE": str(tmp_path / "secret.key")}
+    with pytest.raises(ConfigurationError) as same_folder:
+        Settings.from_env(beside, dotenv=None)
+    assert same_folder.value.variable == "SECRET_KEY_FILE"
+    assert Settings.from_env({**beside, "SECRET_KEY_FILE": str(tmp_path / "secrets" / "key")}, dotenv=None)
+    assert Settings.from_env({**real, "ALLOW_LOCAL_SECRET_KEY": "true"}, dotenv=None), "the operator may accept the risk, by name"
+    two = Settings.from_env({**real, "SECRET_ENCRYPTION_KEY": f"{BASE['SECRET_ENCRYPTION_KEY']}, FpV_xS5jNHcUfwUk1DPeCHRNxCQYqV3Jb8JdyHx0G5o="}, dotenv=None)
+    assert len(two.secret_encryption_keys) == 2, "several keys, newest first, for rotation"
+    with pytest.raises(ConfigurationError, match="key 2 of SECRET_ENCRYPTION_KEY"):
+        Settings.from_env({**real, "SECRET_ENCRYPTION_KEY": f"{BASE['SECRET_ENCRYPTION_KEY']},nope"}, dotenv=None)
 
 
 def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:

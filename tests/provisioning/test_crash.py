@@ -31,7 +31,7 @@ def request_file(sb: Sandbox, tmp: Path) -> Path:
     path = tmp / "request.json"
     path.write_text(json.dumps({
         "agent": {"environment_url": sb.env["DATAVERSE_URL"].split(",")[0], "schema_name": "cr6a1_contosoSupport"},
-        "app_display_name": "Contoso Support auth", "create_service_principal": True,
+        "app_display_name": "Contoso Support auth", "create_service_principal": True, "credential": "client_secret",
     }))
     return path
 

@@ -24,6 +24,9 @@ async def test_confirm_without_doing_it_fails_verification_then_override_is_reco
 
     with pytest.raises(JobStateError):
         await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER, override=True)  # not before a failed check
+    early = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    assert "has not been handed over" in early.step(StepName.COPILOT_AUTHENTICATION).verification
+    await service.take_secret(job.id, REQUESTER)
     checked = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
     auth = checked.step(StepName.COPILOT_AUTHENTICATION)
     assert auth.status == StepStatus.WAITING_FOR_OPERATOR
@@ -37,6 +40,21 @@ async def test_confirm_without_doing_it_fails_verification_then_override_is_reco
     assert EventKind.VERIFICATION_FAILED in kinds and EventKind.STEP_OVERRIDDEN in kinds
     with pytest.raises(JobStateError):
         await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+
+
+async def test_done_is_refused_while_the_new_secret_waits_in_the_hand_off(sandbox: Sandbox, service: ProvisioningService) -> None:
+    """Edges #7: an agent already in manual mode with a connection passed "Done" although the new secret never left
+    the vault. Now Done is refused with the reason until the secret is handed over; continuing anyway is recorded."""
+    job = await service.submit(await service.plan(agent_request(sandbox, schema="cr6a1_contosoHrHelpdesk", app_display_name="HR auth")),
+                               REQUESTER, APPROVER)
+    waiting = await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+    assert waiting.secret_available
+    refused = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+    auth = refused.step(StepName.COPILOT_AUTHENTICATION)
+    assert auth.status == StepStatus.WAITING_FOR_OPERATOR and "has not been handed over" in auth.verification
+    overridden = await service.confirm_step(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER, override=True)
+    assert overridden.step(StepName.COPILOT_AUTHENTICATION).status == StepStatus.OVERRIDDEN
+    assert [a["detail"]["result"] for a in await service.audit_log(job.id) if a["action"] == "overridden"][0].startswith("Continued without verification")
 
 
 async def test_secured_access_confirmation_schedules_one_reminder(sandbox: Sandbox, service: ProvisioningService) -> None:
@@ -88,8 +106,10 @@ async def test_a_failed_step_says_what_to_do_and_retry_finishes(sandbox: Sandbox
     assert step.status == StepStatus.FAILED
     assert "Dataverse" in step.message and "retry" in step.message.lower() and "request id" in step.message
     await sandbox.set_faults(FaultSettings(replication_delay_s=0))
-    retried = await service.retry(job.id, REQUESTER)
-    assert retried.status == JobStatus.QUEUED
+    outcome = await service.retry(job.id, REQUESTER)
+    assert outcome.plan is None, "nothing changed in the tenant meanwhile: the retry needs no new approval"
+    retried = await service.get_job(job.id)
+    assert retried.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED)
     done = await run_to_completion(service, retried)
     assert done.status == JobStatus.COMPLETED
     assert any(a["action"] == "retried" for a in await service.audit_log(job.id))

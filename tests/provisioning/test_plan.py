@@ -50,7 +50,8 @@ async def test_agent_problems_are_field_errors(sandbox: Sandbox, service: Provis
         await service.plan(agent_request(sandbox, schema="cr6a1_contosoReturnsWarranty"))
     assert "over 30" in long_name.value.by_field()["connect_customer_service"]
     plan = await service.plan(agent_request(sandbox, schema="cr6a1_contosoReturnsWarranty", connect_customer_service=False))
-    assert StepName.CUSTOMER_SERVICE_CONNECTION not in {s.step for s in plan.steps}
+    skipped = next(s for s in plan.steps if s.step == StepName.CUSTOMER_SERVICE_CONNECTION)
+    assert "over 30 characters" in skipped.skip_reason, "the plan says why the step is skipped"
     with pytest.raises(ValidationFailed) as policy:
         await service.plan(agent_request(sandbox, secret_lifetime_days=400))
     assert "at most 365 days" in policy.value.by_field()["secret_lifetime_days"]
@@ -122,7 +123,7 @@ async def test_partly_done_setup_plans_updates(sandbox: Sandbox, service: Provis
 
 def count_agent_reads(service: ProvisioningService):  # type: ignore[no-untyped-def]
     """Counts the service's Dataverse reads of the agent list (the first environment's)."""
-    client = next(iter(service.dataverse.values()))
+    client = next(iter(service.core.dataverse.values()))
     reads = 0
     real = client.list_bots
 
@@ -163,7 +164,9 @@ async def test_finishing_a_step_drops_the_cached_agent_list(sandbox: Sandbox, tm
         job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
         await service.list_agents()
         assert reads() == 1
-        await service.step_done(job.id, StepName.APP_REGISTRATION.value, {}, "created")
+        fence = await service.store.locks.acquire(f"job:{job.id}", "test-worker", 30)
+        assert fence is not None
+        await service.step_done(job.id, fence, StepName.APP_REGISTRATION.value, {}, "created")
         await service.list_agents()
         assert reads() == 2
     finally:

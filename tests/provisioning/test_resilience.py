@@ -42,7 +42,7 @@ async def test_storm_of_429_503_and_replication_delay_every_job_completes(sandbo
     async def record(request: httpx.Request) -> None:
         seen.append(request)
 
-    service.graph.http._client.event_hooks["request"].append(record)  # public httpx hook: capture every Graph request
+    service.core.graph.http._client.event_hooks["request"].append(record)  # public httpx hook: capture every Graph request
     plans = [await service.plan(agent_request(sandbox, schema=s, app_display_name=f"{s} auth", connect_customer_service=False, create_service_principal=True))
              for s in ("cr6a1_contosoSupport", "cr6a1_contosoHrHelpdesk")]
     await sandbox.set_faults(FaultSettings(replication_delay_s=0.3, throttle_rate=0.2, unavailable_rate=0.1, retry_after_s=0.05,
@@ -69,7 +69,7 @@ async def test_unretrieved_secret_expires_and_is_removed(sandbox: Sandbox, tmp_p
         await wait_job(svc, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
         failed = await wait_job(svc, job.id, lambda v: v.status == JobStatus.FAILED)
         assert failed.step(StepName.CLIENT_SECRET).status == StepStatus.FAILED
-        assert "not retrieved" in failed.step(StepName.CLIENT_SECRET).message and "Retry" in failed.step(StepName.CLIENT_SECRET).message
+        assert "not handed over" in failed.step(StepName.CLIENT_SECRET).message and "Retry" in failed.step(StepName.CLIENT_SECRET).message
         assert not failed.secret_available
         from tests.fixtures.sandbox import sandbox_http
 
@@ -84,8 +84,8 @@ async def test_unretrieved_secret_expires_and_is_removed(sandbox: Sandbox, tmp_p
                     break
                 await asyncio.sleep(0.05)
             assert await removed()
-        retried = await svc.retry(job.id, REQUESTER)
-        again = await wait_job(svc, retried.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+        assert (await svc.retry(job.id, REQUESTER)).plan is None
+        again = await wait_job(svc, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
         assert again.secret_available
     finally:
         await svc.close()
