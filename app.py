@@ -1,9 +1,10 @@
-"""Composition root: configuration → storage → provisioning service → adapter → bot → notifier → HTTP app."""
+"""Composition root: configuration → the store (SQLite or PostgreSQL) → provisioning service → adapter → bot → notifier → HTTP app."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,12 @@ from bot.errors import ConfigError
 from bot.job_actions import JobActions
 from bot.notifier import Notifier
 from bot.state import SetupConversationState, SetupUserState
-from bot.storage import SqliteStorage
+from bot.storage import BotStorage
 from bot.web import create_app
 from dialogs.setup_dialog import SetupDialog
 from provisioning import ConfigurationError, ProvisioningService, Settings
+from provisioning.config import environment
+from store import Store, open_database
 
 log = logging.getLogger("copilot_setup_bot")
 
@@ -34,7 +37,8 @@ class BotApp:
     web_app: web.Application
     settings: BotSettings
     service: ProvisioningService
-    storage: SqliteStorage
+    storage: BotStorage
+    store: Store
     notifier: Notifier
 
 
@@ -46,8 +50,12 @@ def _report_card_loading(loading: asyncio.Future[None]) -> None:
 def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env"), service_options: dict | None = None) -> BotApp:  # type: ignore[type-arg]
     settings = BotSettings.from_env(env, dotenv=dotenv)
     provisioning_settings = Settings.from_env(env, dotenv=dotenv)
-    storage = SqliteStorage(settings.state_db.with_name(settings.state_db.stem + "-bot.db"))
-    service = ProvisioningService(provisioning_settings, **(service_options or {}))
+    store = Store(open_database(provisioning_settings.database))  # one database for everything durable
+    storage = BotStorage(store.kv)
+    env_now = environment(env, dotenv)
+    instance = (env_now.get("INSTANCE_ID") or env_now.get("WEBSITE_INSTANCE_ID") or env_now.get("CONTAINER_APP_REPLICA_NAME") or "").strip() \
+        or f"{socket.gethostname()}:{settings.port}"
+    service = ProvisioningService(provisioning_settings, store=store, instance=instance, **(service_options or {}))
     adapter = create_adapter(settings)
     policy = AccessPolicy(settings)
     conversations = ConversationStore(storage)
@@ -55,13 +63,16 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
     dialog = SetupDialog(service=service, policy=policy, job_actions=job_actions)
     bot = SetupBot(conversation_state=SetupConversationState(storage), user_state=SetupUserState(storage), service=service,
                    policy=policy, job_actions=job_actions, dialog=dialog)
-    notifier = Notifier(adapter=adapter, app_id=settings.app_id, service=service, conversations=conversations, storage=storage)
+    notifier = Notifier(connectors=adapter.connectors, app_id=settings.app_id, service=service, conversations=conversations,
+                        kv=store.kv, locks=store.locks, lease_ttl=max(5.0, provisioning_settings.lease_ttl.total_seconds()),
+                        poll_interval=float((service_options or {}).get("worker_poll_interval", 1.0)), instance=instance)
 
     warm_up: list[asyncio.Future[None]] = []
 
     async def startup(_app: web.Application) -> None:
         # The Adaptive Card models load in a worker thread while the bot starts answering (see cards/__init__.py);
         # /readyz reports "cards" until they are in.
+        await store.db.open()
         await service.start()
         await notifier.start()
         loading = asyncio.ensure_future(asyncio.to_thread(cards.load_all))
@@ -74,16 +85,16 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
     async def shutdown(_app: web.Application) -> None:
         await notifier.stop()
         await service.close()
-        await storage.close()
+        await store.db.close()
 
     async def notifier_alive() -> bool:
         return notifier.alive
 
     web_app = create_app(settings=settings, adapter=adapter, bot=bot,
-                         readiness={"storage": storage.ping, "provisioning": service.ready, "notifier": notifier_alive,
+                         readiness={"database": store.db.ping, "provisioning": service.ready, "notifier": notifier_alive,
                                     "cards": cards_loaded},
                          on_startup=[startup], on_shutdown=[shutdown])
-    return BotApp(web_app, settings, service, storage, notifier)
+    return BotApp(web_app, settings, service, storage, store, notifier)
 
 
 def main() -> int:

@@ -53,6 +53,19 @@ class AccessPolicy:
         who = aad_object_id.lower()
         return who in (requested_by.lower(), approved_by.lower()) or who in self.settings.setup_approvers
 
+    @property
+    def open_access(self) -> bool:
+        """ALLOW_ANYONE=true: the operator opened the bot to anyone it answers (plan cards say so)."""
+        return self.settings.allow_anyone
+
+    def approval_refusal(self, aad_object_id: str | None, *, requested_by: str) -> str:
+        """Why `may_approve` said no, in words for the person who clicked."""
+        if not aad_object_id:
+            return "Your message has no Microsoft Entra user id, so I can't check whether you may approve."
+        if self.settings.require_second_approver and aad_object_id.lower() == requested_by.lower():
+            return "You requested this setup, and a second person must approve it (REQUIRE_SECOND_APPROVER)."
+        return "You are not one of the approvers for setups (SETUP_APPROVERS). Ask one of them to approve."
+
     def approvers_text(self, requested_by: Actor) -> str:
         if self.settings.setup_approvers:
             text = f"{len(self.settings.setup_approvers)} configured approver(s) (SETUP_APPROVERS)"

@@ -15,7 +15,8 @@ import cards
 from cards.actions import Verb
 from provisioning import ProvisioningError, ProvisioningService
 
-from .authz import AccessPolicy, tenant_of
+from . import refusals
+from .authz import AccessPolicy, actor_from, tenant_of
 from .commands import Command, message_text, parse
 from .job_actions import JobActions, card_invoke, new_card_id
 
@@ -36,6 +37,7 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         self.job_actions = job_actions
         self.dialog = dialog
         self.dialog_state = conversation_state.create_property("DialogState")
+        self.dialog_owner = conversation_state.create_property("SetupOwner")  # who started the setup questions here
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         if not self.policy.tenant_allowed(tenant_of(turn_context.activity)):
@@ -81,16 +83,19 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         elif command == Command.CANCEL:
             dc = await self._dialog_context(turn_context)
             if dc.active_dialog is not None:
+                if not await self._may_end_others(turn_context, "setup.cancel"):
+                    return
                 await dc.cancel_all_dialogs()
                 await self._say(turn_context, cards.notice_card("Cancelled", "I stopped the setup questions. Nothing was changed."))
             else:
                 await self._say(turn_context, cards.notice_card("Nothing to cancel", "No setup questions are in progress here. "
                                                               "To stop a running setup, use Cancel setup on its progress card."))
         elif command == Command.HELP:
-            await self._say(turn_context, cards.help_card(new_card_id()))
+            await self._say(turn_context, cards.help_card(new_card_id(), bot_name=_bot_name(turn_context)))
         elif not await self._continue(turn_context):
             text = message_text(turn_context.activity)
-            await self._say(turn_context, cards.help_card(new_card_id(), note=f"I did not understand '{text[:60]}'." if text else None))
+            await self._say(turn_context, cards.help_card(new_card_id(), note=f"I did not understand '{text[:60]}'." if text else None,
+                                                          bot_name=_bot_name(turn_context)))
 
     async def _dialog_context(self, turn_context: TurnContext) -> Any:
         dialogs = DialogSet(self.dialog_state)
@@ -104,11 +109,29 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         await dc.continue_dialog()
         return True
 
+    async def _may_end_others(self, turn_context: TurnContext, action: str) -> bool:
+        """In a group chat or channel, only the person who started the setup questions, or an approver, may end them
+        (by cancelling, or by starting a new setup over them). Everyone else gets a notice, and the refusal is audited."""
+        conversation = turn_context.activity.conversation
+        if getattr(conversation, "conversation_type", None) in (None, "personal") or not getattr(conversation, "is_group", True):
+            return True
+        who = actor_from(turn_context.activity)
+        owner = await self.dialog_owner.get(turn_context, dict)
+        if not owner or who.id == owner.get("id") or (who.id and who.id in self.policy.settings.setup_approvers):
+            return True
+        await refusals.refuse(self.service, turn_context, who, action, "This setup is someone else's",
+                              f"{owner.get('name') or 'Someone'} is setting up an agent here. Only they or an approver can stop it; "
+                              "to set up another agent, start it in a new thread or a chat with me.")
+        return False
+
     async def _start(self, turn_context: TurnContext) -> None:
         dc = await self._dialog_context(turn_context)
         if dc.active_dialog is not None:
+            if not await self._may_end_others(turn_context, "setup.replace"):
+                return
             await dc.cancel_all_dialogs()
             await self._say(turn_context, cards.notice_card("Starting over", "The setup questions in progress here were cancelled."))
+        await self.dialog_owner.set(turn_context, actor_from(turn_context.activity).to_dict())
         result = await dc.begin_dialog(self.dialog.id)
         if result.status == DialogTurnStatus.Empty:
             log.warning("setup dialog did not start")
@@ -119,7 +142,12 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         except ProvisioningError as exc:
             await self._say(turn_context, cards.notice_card("I could not read the setups", exc.user_message(), style="error"))
             return
-        await self._say(turn_context, cards.status_card(jobs))
+        letters = {}
+        for job in jobs[-10:]:
+            record = await self.job_actions.conversations.get(job.id)
+            if record is not None and record.dead_letters:
+                letters[job.id] = record.dead_letters
+        await self._say(turn_context, cards.status_card(jobs, letters))
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         if turn_context.activity.name in ("adaptiveCard/action", "task/fetch", "task/submit"):
@@ -143,4 +171,10 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         answering both would welcome twice.)"""
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         if any(m.id == bot_id for m in members_added):
-            await self._say(turn_context, cards.welcome_card(new_card_id()))
+            await self._say(turn_context, cards.welcome_card(new_card_id(), bot_name=_bot_name(turn_context)))
+
+
+def _bot_name(turn_context: TurnContext) -> str:
+    """The bot's name as this conversation shows it (what people type after @)."""
+    recipient = turn_context.activity.recipient
+    return (recipient.name if recipient and recipient.name else "") or "Copilot Setup"

@@ -54,7 +54,7 @@ class BotSettings:
     setup_approvers: frozenset[str] = frozenset()
     allowed_tenant_ids: frozenset[str] = frozenset()
     require_second_approver: bool = False
-    state_db: Path = Path("data/state.db")
+    allow_anyone: bool = False  # ALLOW_ANYONE=true: the operator opened the bot to anyone it answers
     max_body_bytes: int = 256 * 1024
     authority_host: str = "https://login.microsoftonline.com"
     openid_metadata_url: str = OPENID_METADATA_URL
@@ -93,21 +93,38 @@ class BotSettings:
             raise ConfigError("MicrosoftAppTenantId", "A UserAssignedMSI bot needs MicrosoftAppTenantId.")
         elif app_type == "MultiTenant":
             log.warning("MicrosoftAppType=MultiTenant: new multi-tenant bot registrations can no longer be created; prefer SingleTenant.")
-        flag = e.get("REQUIRE_SECOND_APPROVER", "").strip().lower() or "false"
-        if flag not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError("REQUIRE_SECOND_APPROVER", f"REQUIRE_SECOND_APPROVER must be true or false, got '{flag}'.")
+        allow_anyone = _flag(e, "ALLOW_ANYONE", False)
+        # Reachable from Teams: a second person approves by default (only without an app id, on loopback, one person may do it all)
+        second = _flag(e, "REQUIRE_SECOND_APPROVER", bool(app_id))
         settings = cls(
             app_id=app_id, app_password=password, app_type=app_type, app_tenant_id=tenant, host=host, port=int(raw_port),
             setup_requesters=_ids(e.get("SETUP_REQUESTERS", "")), setup_approvers=_ids(e.get("SETUP_APPROVERS", "")),
-            allowed_tenant_ids=_ids(e.get("ALLOWED_TENANT_IDS", "")), require_second_approver=flag in ("true", "1", "yes"),
-            state_db=Path(e.get("STATE_DB", "").strip() or "data/state.db"),
+            allowed_tenant_ids=_ids(e.get("ALLOWED_TENANT_IDS", "")), require_second_approver=second, allow_anyone=allow_anyone,
             authority_host=_url(e, "BOT_AUTHORITY_HOST", "https://login.microsoftonline.com"),
             openid_metadata_url=_url(e, "BOT_OPENID_METADATA_URL", OPENID_METADATA_URL),
             token_issuer=e.get("BOT_TOKEN_ISSUER", "").strip() or TOKEN_ISSUER,
             ca_bundle=(e.get("REQUESTS_CA_BUNDLE", "") or e.get("SSL_CERT_FILE", "")).strip() or None,
         )
-        for name, value in (("SETUP_REQUESTERS", settings.setup_requesters), ("SETUP_APPROVERS", settings.setup_approvers),
-                            ("ALLOWED_TENANT_IDS", settings.allowed_tenant_ids)):
-            if not value:
-                log.warning("%s is empty: anyone %s.", name, "in any tenant may use the bot" if name == "ALLOWED_TENANT_IDS" else "may do this")
+        if app_id and not allow_anyone:
+            missing = [n for n, v in (("SETUP_APPROVERS", settings.setup_approvers), ("ALLOWED_TENANT_IDS", settings.allowed_tenant_ids)) if not v]
+            if missing:
+                raise ConfigError(missing[0],
+                                  f"The bot is reachable from Teams (MicrosoftAppId is set), so it is closed by default, and {' and '.join(missing)} "
+                                  f"{'is' if len(missing) == 1 else 'are'} not set. Set SETUP_APPROVERS to the Entra object ids of who may approve "
+                                  "setups and ALLOWED_TENANT_IDS to the tenant ids the bot answers (comma-separated), or set ALLOW_ANYONE=true "
+                                  "to let anyone the bot answers request and approve (plan cards then say so).")
+        if allow_anyone:
+            log.warning("ALLOW_ANYONE=true: anyone %s may request and approve setups.",
+                        "in any tenant" if not settings.allowed_tenant_ids else "in the allowed tenants")
+        elif not settings.setup_approvers:
+            log.warning("SETUP_APPROVERS is empty: anyone who can talk to this local bot may approve (no MicrosoftAppId: loopback only).")
         return settings
+
+
+def _flag(e: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = e.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(name, f"{name} must be true or false, got '{raw}'.")
+    return raw in ("true", "1", "yes")

@@ -24,6 +24,11 @@ class JobConversation:
     completed: bool = False
     reminded: bool = False
     requester_account: str = ""  # the requester's Teams id ("29:…"), for the @mention on completion
+    delivered_seq: int = 0  # the last event whose cards were delivered (the notifier's cursor for this job)
+    progress_seq: int = 0  # the last event the progress card shows
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)  # cards Teams refused for good (403/404)
+    created_at: float = 0.0
+    retry_plan: dict[str, Any] = field(default_factory=dict)  # a retry's new plan awaiting approval: card id, hash, activity
 
     @property
     def requester_actor(self) -> Actor:

@@ -1,53 +1,92 @@
-"""The one way provisioning events reach Teams: it reads the journal's events after a durable cursor and
-updates the job's progress card in place (once per batch), posts and updates the guided-step cards, the
-propagation reminder (when secured access is confirmed and again when the window has passed) and the
-completion card. Posts go through the stored conversation reference, so they work after a restart.
-The cursor advances only after a batch was delivered."""
+"""The one way provisioning events reach Teams.
+
+One instance at a time delivers (the "notifier" lease; another takes over when it stops renewing). It reads the
+journal's events after a durable low-water mark and, per job, after the job's own cursor: it posts and updates the
+guided-step cards, the propagation reminder and the completion card, and keeps the job's one progress card current.
+A job's cursor moves only after its cards were delivered. A post Teams refuses for now (429, 5xx, no answer) is
+tried again with backoff, for that job only, until it is delivered; one Teams refuses for good (403, 404: the bot
+was removed from the chat) is recorded as a dead letter on the job's Teams record, logged, and shown by `status`.
+Posts go to the Bot Connector directly (not through botbuilder's turn pipeline, whose error handler would swallow
+a failure and let the cursor move on).
+
+While the requester looks at the client secret (shown, not yet confirmed copied) the secret's guided card is not
+updated: in Teams an update replaces the message for everyone, which would take the secret off their screen.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from botbuilder.core import MessageFactory, Storage, TurnContext
+from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ChannelAccount, ConversationReference, Mention
 
 import cards
 from provisioning import ProvisioningService
-from provisioning.models import Event, EventKind, JobView, StepName, StepStatus
-from provisioning.steps.base import COPILOT_STUDIO, entra_link
+from provisioning.dates import duration
+from provisioning.models import Event, EventKind, JobView, StepName, StepStatus, plan_from_dict
+from provisioning.steps.base import copilot_link, entra_link
+from store import Fence, KeyValue, Locks
 
-from .adapter import SetupAdapter
+from .connector import ConnectorPool
 from .conversations import ConversationStore, JobConversation
-from .errors import BotError
+from .errors import BotError, ConnectorError
 from .job_actions import new_card_id
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "notifier/cursor"
-GUIDED = {StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION}
+LEASE = "notifier"
+GUIDED = {StepName.FEDERATED_CREDENTIAL, StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION}
+PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
+PROGRESS_GRACE_S = 10.0  # the turn that approved a job posts its progress card; after this the notifier posts it itself
+GUIDED_EVENTS = {EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED, EventKind.STEP_OVERRIDDEN,
+                 EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE, EventKind.SECRET_TAKEN, EventKind.SECRET_EXPIRED, EventKind.STEP_STARTED}
 
 
-def delay_text(seconds: float) -> str:
-    if seconds >= 3600:
-        hours = seconds / 3600
-        return f"{hours:g} hour{'s' if hours != 1 else ''}"
-    if seconds >= 60:
-        minutes = seconds / 60
-        return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+@dataclass
+class Backoff:
+    attempts: int = 0
+    until: float = 0.0
+
+
+@dataclass
+class Pass:
+    """What one delivery pass did, for the low-water mark and the metrics."""
+
+    pending: set[str] = field(default_factory=set)
+
+
+class NotLeader(BotError):
+    pass
+
+
+class NotYet(Exception):
+    """Not an error: the approving turn is still posting the progress card; look again in a moment."""
 
 
 class Notifier:
-    def __init__(self, *, adapter: SetupAdapter, app_id: str, service: ProvisioningService, conversations: ConversationStore,
-                 storage: Storage) -> None:
-        self.adapter = adapter
+    def __init__(self, *, connectors: ConnectorPool, app_id: str, service: ProvisioningService, conversations: ConversationStore,
+                 kv: KeyValue, locks: Locks, lease_ttl: float = 15.0, poll_interval: float = 1.0, instance: str = "") -> None:
+        self.connectors = connectors
         self.app_id = app_id
         self.service = service
         self.conversations = conversations
-        self.storage = storage
+        self.kv = kv
+        self.locks = locks
+        self.owner = f"notifier@{instance}" if instance else f"notifier-{uuid.uuid4().hex[:12]}"
+        self.lease_ttl = lease_ttl
+        self.poll_interval = poll_interval
+        self.fence: Fence | None = None
+        self.backlog = 0  # undelivered events seen in the last pass (a metric)
+        self.dead_letters = 0
+        self._backoff: dict[str, Backoff] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,66 +96,155 @@ class Notifier:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.fence is not None:
+            await self.locks.release(self.fence)
+            self.fence = None
 
     @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    # ---- the loop --------------------------------------------------------------------------------------------
+
     async def _cursor(self) -> int:
-        doc = (await self.storage.read([CURSOR_KEY])).get(CURSOR_KEY)
-        return int(doc.get("seq", 0)) if isinstance(doc, dict) else 0
+        found = (await self.kv.read([CURSOR_KEY])).get(CURSOR_KEY)
+        return int(json.loads(found[1]).get("seq", 0)) if found else 0
 
     async def _save_cursor(self, seq: int) -> None:
-        await self.storage.write({CURSOR_KEY: {"seq": seq, "e_tag": "*"}})
+        await self.kv.write({CURSOR_KEY: ("*", f'{{"seq": {seq}}}')})
+
+    async def _lead(self) -> bool:
+        fence = await self.locks.acquire(LEASE, self.owner, self.lease_ttl)
+        if fence is None:
+            self.fence = None
+            return False
+        if self.fence is None or self.fence.generation != fence.generation:
+            log.info("this instance now posts to Teams (notifier lease, generation %d)", fence.generation)
+        self.fence = fence
+        return True
 
     async def _run(self) -> None:
-        cursor = await self._cursor()
         failures = 0
         while True:
+            seen = self.service.store.db.changes
             try:
-                events = await self.service.wait_for_events(cursor, 1.0)
-                if events:
-                    await self.deliver(events)
-                    cursor = events[-1].seq
-                    await self._save_cursor(cursor)
+                if await self._lead():
+                    await self.deliver_pending()
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep the cursor; try the same batch again after a pause
+            except Exception as exc:  # noqa: BLE001 - keep the cursors; the next pass tries again
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0)
                 why = str(exc) if isinstance(exc, BotError) else type(exc).__name__  # the bot's own errors carry no secrets
-                log.warning("could not deliver events after %d (%s); retrying in %.1f s", cursor, why, delay)
-                await asyncio.sleep(delay)
+                log.warning("delivering to Teams failed (%s); trying again", why)
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0))
+            await self.service.store.db.wait_for_change(seen, self._next_wait())
+
+    def _next_wait(self) -> float:
+        now = time.monotonic()
+        waits = [b.until - now for b in self._backoff.values() if b.until > now]
+        return max(0.05, min([self.poll_interval, *waits]))
+
+    async def deliver_pending(self) -> None:
+        """One pass: every job with events after its cursor gets its cards, each job on its own."""
+        low = await self._cursor()
+        events: list[Event] = []
+        while len(events) < 10_000:
+            page = await self.service.events_after(events[-1].seq if events else low, 500)
+            events.extend(page)
+            if len(page) < 500:
+                break
+        by_job: dict[str, list[Event]] = {}
+        for e in events:
+            by_job.setdefault(e.job_id, []).append(e)
+        done = Pass()
+        await asyncio.gather(*(self._deliver_job(job_id, job_events, done) for job_id, job_events in by_job.items()))
+        self.backlog = sum(1 for e in events if e.job_id in done.pending)
+        mark = low
+        for e in events:
+            if e.job_id in done.pending:
+                break
+            mark = e.seq
+        if mark > low:
+            await self._save_cursor(mark)
 
     async def deliver(self, events: list[Event]) -> None:
-        refresh: set[str] = set()
-        for event in events:
-            record = await self.conversations.get(event.job_id)
-            if record is None:
-                continue  # a job started from the command line: nothing to show in Teams
-            job = await self.service.get_job(event.job_id)
-            await self._special(event, job, record)
-            refresh.add(event.job_id)
-        for job_id in refresh:
-            record = await self.conversations.get(job_id)  # read again: the turn that started the job may have posted its card since
-            if record is not None:
+        """Deliver these events now (tests and the first pass after a start); raises if any job is left pending."""
+        done = Pass()
+        by_job: dict[str, list[Event]] = {}
+        for e in events:
+            by_job.setdefault(e.job_id, []).append(e)
+        for job_id, job_events in by_job.items():
+            await self._deliver_job(job_id, job_events, done)
+        if done.pending:
+            raise ConnectorError(f"{len(done.pending)} job(s) still have cards to deliver", status=503)
+
+    async def _deliver_job(self, job_id: str, events: list[Event], done: Pass) -> None:
+        record = await self.conversations.get(job_id)
+        if record is None:
+            return  # a job started from the command line: nothing to show in Teams
+        todo = [e for e in events if e.seq > record.delivered_seq]
+        if not todo and record.progress_seq >= events[-1].seq:
+            return
+        backoff = self._backoff.get(job_id)
+        if backoff is not None and backoff.until > time.monotonic():
+            done.pending.add(job_id)
+            return
+        try:
+            for event in todo:
+                await self._check_lead()
                 job = await self.service.get_job(job_id)
-                await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
+                await self._dead_letter_on_refusal(record, event.kind.value, self._special(event, job, record))
+                await self._change(record, lambda r, s=event.seq: setattr(r, "delivered_seq", max(r.delivered_seq, s)))
+            last = events[-1].seq
+            if record.progress_seq < last:
+                await self._check_lead()
+                await self._dead_letter_on_refusal(record, "progress card", self._progress(record, await self.service.get_job(job_id)))
+                await self._change(record, lambda r: setattr(r, "progress_seq", max(r.progress_seq, last)))
+        except NotYet:
+            self._backoff[job_id] = Backoff(0, time.monotonic() + 0.5)
+            done.pending.add(job_id)
+            return
+        except ConnectorError as exc:
+            state = self._backoff.setdefault(job_id, Backoff())
+            state.attempts += 1
+            delay = min(60.0, 0.5 * 2 ** state.attempts) * random.uniform(0.7, 1.0)
+            state.until = time.monotonic() + delay
+            log.warning("Teams did not take a card for job %s (%s); trying again in %.1f s", job_id[:8], exc, delay)
+            done.pending.add(job_id)
+            return
+        self._backoff.pop(job_id, None)
+
+    async def _check_lead(self) -> None:
+        if self.fence is None or not await self.locks.renew(self.fence, self.lease_ttl):
+            self.fence = None
+            raise NotLeader("another instance took over posting to Teams")
+
+    async def _dead_letter_on_refusal(self, record: JobConversation, what: str, delivery: Any) -> None:
+        """Run a delivery; if Teams refuses it for good, record a dead letter instead of trying forever."""
+        try:
+            await delivery
+        except ConnectorError as exc:
+            if exc.status not in PERMANENT:
+                raise
+            self.dead_letters += 1
+            letter = {"at": datetime.now(timezone.utc).isoformat(), "what": what, "status": exc.status, "code": exc.code}
+            log.warning("Teams refused %s for job %s for good (%s %s); recorded as a dead letter", what, record.job_id[:8], exc.status, exc.code)
+            await self._change(record, lambda r: r.dead_letters.append(letter))
+
+    # ---- what each event shows ----------------------------------------------------------------------------------
 
     async def _special(self, event: Event, job: JobView, record: JobConversation) -> None:
-        """Cards for one event. Every change to the record is a read-modify-write with an etag (the turn that
-        started the job writes it too). A post is recorded right after it is made; a crash between the two makes
-        the post happen again after restart (at least once: Teams offers no way to ask whether it arrived)."""
+        """Cards for one event. Each post is recorded right after it is made; a crash in between makes the post happen
+        again after a restart (at least once: Teams offers no way to ask whether it arrived)."""
         step = event.step
         sandbox = self.service.sandbox_available
-        if step in GUIDED and event.kind in (EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED,
-                                             EventKind.STEP_OVERRIDDEN, EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE,
-                                             EventKind.SECRET_TAKEN):
+        if step in GUIDED and event.kind in GUIDED_EVENTS:
             assert step is not None
             view = job.step(step)
             existing = record.guided.get(step.value)
-            if event.kind == EventKind.WAITING_FOR_OPERATOR and view.status == StepStatus.WAITING_FOR_OPERATOR:
+            secret_on_screen = step == StepName.COPILOT_AUTHENTICATION and job.secret_available and job.secret_shown
+            if event.kind == EventKind.WAITING_FOR_OPERATOR and view.status == StepStatus.WAITING_FOR_OPERATOR and not secret_on_screen:
                 card_id = new_card_id()
                 card = cards.guided_step_card(card_id, job, view, sandbox=sandbox, secret_available=job.secret_available)
                 if existing and existing[0]:  # the new card id first, so a click on the updated card is never taken for a stale one
@@ -125,10 +253,10 @@ class Notifier:
                 else:  # the card id is saved before the card is posted, so a quick click is never taken for a stale one
                     await self._set_guided(record, step.value, "", card_id)
                     await self._set_guided(record, step.value, await self._post(record, card), card_id)
-            elif existing and existing[0]:
+            elif existing and existing[0] and not secret_on_screen and event.kind != EventKind.STEP_STARTED:
                 card = cards.guided_step_card(existing[1], job, view, sandbox=sandbox, secret_available=job.secret_available)
                 await self._update(record, existing[0], card)
-        delay = delay_text(self.service.settings.propagation_delay.total_seconds())
+        delay = duration(self.service.settings.propagation_delay.total_seconds())
         if event.kind == EventKind.PROPAGATION_STARTED and not record.reminder_activity_id:
             due = job.step(StepName.SECURED_ACCESS).due_at or datetime.now(timezone.utc)
             posted = await self._post(record, cards.reminder_card(job, due_at=due, in_effect=False, delay_text=delay))
@@ -139,47 +267,52 @@ class Notifier:
             await self._change(record, lambda r: setattr(r, "reminded", True))
         elif event.kind == EventKind.JOB_COMPLETED and not record.completed:
             client_id = job.step(StepName.APP_REGISTRATION).outputs.get("client_id", "")
-            card = cards.completion_card(job, entra_url=entra_link(client_id), copilot_url=COPILOT_STUDIO)
+            portal = self.service.settings.sandbox_portal_url
+            plan = plan_from_dict((await self.service.load(job.id)).plan)
+            card = cards.completion_card(job, entra_url=entra_link(client_id, portal), copilot_url=copilot_link(job.agent.bot_id, portal), plan=plan)
             await self._post(record, card, mention=record.requester_actor.name or "requester")
             await self._change(record, lambda r: setattr(r, "completed", True))
 
-    async def _change(self, record: JobConversation, change: Callable[[JobConversation], None]) -> None:
-        """Change the stored record (etag-checked) and the copy this batch holds."""
+    async def _progress(self, record: JobConversation, job: JobView) -> None:
+        """Update the one progress card; post it if the turn that approved the job never did (it died first)."""
+        card = cards.progress_card(record.progress_card_id, job)
+        if record.progress_activity_id:
+            await self._update(record, record.progress_activity_id, card)
+        elif time.time() - record.created_at > PROGRESS_GRACE_S:
+            posted = await self._post(record, card)
+            await self._change(record, lambda r: setattr(r, "progress_activity_id", r.progress_activity_id or posted))
+        else:
+            raise NotYet()
+
+    async def _change(self, record: JobConversation, change: Any) -> None:
+        """Change the stored record (etag-checked) and the copy this pass holds."""
         change(record)
         await self.conversations.update(record.job_id, change)
 
     async def _set_guided(self, record: JobConversation, step: str, activity_id: str, card_id: str) -> None:
         await self._change(record, lambda r: r.guided.__setitem__(step, [activity_id, card_id]))
 
-    async def _continue(self, record: JobConversation, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
-        """A turn in the job's conversation. The connector tries a throttled or failing post again itself; what
-        still fails ends this batch, which `_run` delivers again after a pause (the cursor has not moved)."""
+    def _activity(self, record: JobConversation, card: dict[str, Any]) -> tuple[Activity, ConversationReference]:
         reference = ConversationReference().deserialize(record.reference)
-        await self.adapter.continue_conversation(reference, callback, self.app_id)
+        activity: Activity = MessageFactory.attachment(cards.as_attachment(card))
+        TurnContext.apply_conversation_reference(activity, reference)
+        return activity, reference
 
     async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None) -> str:
-        sent: list[str] = []
-
-        async def callback(context: TurnContext) -> None:
-            activity = MessageFactory.attachment(cards.as_attachment(card))
-            if mention:
-                requester = record.requester_actor
-                account = ChannelAccount(id=record.requester_account or requester.id, name=requester.name)
-                activity.text = f"<at>{requester.name or 'requester'}</at>, the setup is done."
-                activity.entities = [Mention(mentioned=account, text=f"<at>{requester.name or 'requester'}</at>", type="mention")]
-            response = await context.send_activity(activity)
-            sent.append(response.id if response else "")
-
-        await self._continue(record, callback)
-        return sent[0] if sent else ""
+        activity, reference = self._activity(record, card)
+        if mention:
+            requester = record.requester_actor
+            account = ChannelAccount(id=record.requester_account or requester.id, name=requester.name)
+            activity.text = f"<at>{requester.name or 'requester'}</at>, the setup is done."
+            activity.entities = [Mention(mentioned=account, text=f"<at>{requester.name or 'requester'}</at>", type="mention")]
+        client = await self.connectors.create(reference.service_url)
+        response = await client.conversations.send_to_conversation(reference.conversation.id, activity)
+        return str(response.id or "")
 
     async def _update(self, record: JobConversation, activity_id: str, card: dict[str, Any]) -> None:
         if not activity_id:
             return
-
-        async def callback(context: TurnContext) -> None:
-            activity: Activity = MessageFactory.attachment(cards.as_attachment(card))
-            activity.id = activity_id
-            await context.update_activity(activity)
-
-        await self._continue(record, callback)
+        activity, reference = self._activity(record, card)
+        activity.id = activity_id
+        client = await self.connectors.create(reference.service_url)
+        await client.conversations.update_activity(reference.conversation.id, activity_id, activity)

@@ -3,9 +3,10 @@
 botbuilder hashes the whole state with jsonpickle three times per turn (to tell whether it changed) and stores
 it with jsonpickle, about a millisecond per turn for this bot's dialog. This codec writes the same information
 as plain JSON: dicts, lists and scalars as themselves, datetimes as ISO text, and objects of botbuilder's own
-classes (DialogState, DialogInstance, PromptOptions, schema models) as their class and attributes. Reading only
-ever creates objects of classes from the `botbuilder` package, never an arbitrary class a database row names.
-Anything else is handed to jsonpickle, as before.
+classes (DialogState, DialogInstance, PromptOptions, schema models, enums) as their class and attributes. Reading
+only ever creates objects of classes from the `botbuilder` package, never an arbitrary class a database row names:
+a row holding anything else (a jsonpickle document of an earlier version, say) is refused as unreadable, and a
+value the codec cannot write this way is refused when it is saved. Nothing read from the database runs code.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-import jsonpickle
-
 TRUSTED = ("botbuilder.",)
+
+
+class UnreadableState(ValueError):
+    """A stored document this codec does not read (it never falls back to unpickling)."""
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -29,7 +32,7 @@ def encode(value: Any) -> Any:
         if all(type(k) is str for k in value):
             body = {k: encode(v) for k, v in value.items()}
             return {"$d": body} if any(k.startswith("$") for k in value) else body
-        return {"$jp": jsonpickle.encode(value)}
+        raise TypeError("bot state may only hold dicts with string keys")
     if isinstance(value, list):
         return [encode(v) for v in value]
     if isinstance(value, tuple):
@@ -37,9 +40,11 @@ def encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     cls = type(value)
-    if cls.__module__.startswith(TRUSTED) and hasattr(value, "__dict__") and not isinstance(value, Enum):
+    if cls.__module__.startswith(TRUSTED) and isinstance(value, Enum):
+        return {"$e": f"{cls.__module__}:{cls.__qualname__}", "$v": encode(value.value)}
+    if cls.__module__.startswith(TRUSTED) and hasattr(value, "__dict__"):
         return {"$t": f"{cls.__module__}:{cls.__qualname__}", "$v": {k: encode(v) for k, v in vars(value).items()}}
-    return {"$jp": jsonpickle.encode(value)}
+    raise TypeError(f"bot state may not hold a {cls.__module__}.{cls.__qualname__}: only plain data and botbuilder's own classes")
 
 
 def decode(value: Any) -> Any:
@@ -47,6 +52,8 @@ def decode(value: Any) -> Any:
         return [decode(v) for v in value]
     if not isinstance(value, dict):
         return value
+    if "$e" in value:
+        return _class(value["$e"])(decode(value["$v"]))
     if "$t" in value:
         cls = _class(value["$t"])
         obj: Any = object.__new__(cls)
@@ -59,7 +66,7 @@ def decode(value: Any) -> Any:
     if "$tuple" in value:
         return tuple(decode(v) for v in value["$tuple"])
     if "$jp" in value:
-        return jsonpickle.decode(value["$jp"])
+        raise UnreadableState("the document holds a pickled object")
     return {k: decode(v) for k, v in value.items()}
 
 
@@ -71,12 +78,15 @@ def _class(name: str) -> type:
     if cls is None:
         module, _, qualname = name.partition(":")
         if not module.startswith(TRUSTED) or not qualname:
-            raise ValueError(f"state names a class outside botbuilder: {name}")
-        target: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            target = getattr(target, part)
+            raise UnreadableState(f"the document names a class outside botbuilder: {name}")
+        try:
+            target: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            raise UnreadableState(f"the document names a class this version does not have: {name}") from None
         if not isinstance(target, type):
-            raise ValueError(f"state names something that is not a class: {name}")
+            raise UnreadableState(f"the document names something that is not a class: {name}")
         cls = _CLASSES[name] = target
     return cls
 
@@ -87,11 +97,14 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str) -> Any:
-    """Reads what `dumps` wrote, and documents stored by earlier versions (jsonpickle)."""
-    document = json.loads(text)
+    """Reads what `dumps` wrote; anything else raises UnreadableState (never unpickled)."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise UnreadableState("the document is not JSON") from None
     if isinstance(document, dict) and document.get("$codec") == 1:
         return decode(document["v"])
-    return jsonpickle.decode(text)
+    raise UnreadableState("the document was not written by this codec (an earlier version's jsonpickle row?)")
 
 
 def fingerprint(value: Any) -> str:

@@ -14,16 +14,17 @@ from botbuilder.schema import Attachment
 
 if TYPE_CHECKING:
     from .conversation import help_card, notice_card, status_card, welcome_card
-    from .outcome import completion_card, reminder_card, secret_card, secret_refused_card
+    from .guided import guided_step_card, secret_card, secret_refused_card
+    from .outcome import completion_card, reminder_card
     from .plan import plan_card
-    from .progress import guided_step_card, progress_card
+    from .progress import progress_card
     from .setup_form import agent_choice_card, agent_value, details_card
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 _HOME = {
     "help_card": "conversation", "notice_card": "conversation", "status_card": "conversation", "welcome_card": "conversation",
-    "completion_card": "outcome", "reminder_card": "outcome", "secret_card": "outcome", "secret_refused_card": "outcome",
-    "plan_card": "plan", "guided_step_card": "progress", "progress_card": "progress",
+    "completion_card": "outcome", "reminder_card": "outcome", "secret_card": "guided", "secret_refused_card": "guided",
+    "plan_card": "plan", "guided_step_card": "guided", "progress_card": "progress",
     "agent_choice_card": "setup_form", "agent_value": "setup_form", "details_card": "setup_form",
 }
 

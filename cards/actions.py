@@ -39,6 +39,13 @@ class Verb:
     # one-time client secret hand-off (Action.Execute → a card only the clicker sees; or task/fetch in Teams)
     SECRET_REVEAL: Final = "secret.reveal"
     SECRET_RENEW: Final = "secret.renew"
+    SECRET_COPIED: Final = "secret.copied"
+    # federated credential: the issuer and value Copilot Studio shows, pasted into the card
+    FEDERATED_SUBMIT: Final = "federated.submit"
+    # secured access: keep an earlier confirmation for the same agent
+    STEP_KEEP: Final = "step.keep"
+    # a retry whose plan changed: approve the new plan
+    RETRY_APPROVE: Final = "retry.approve"
     # welcome / help cards
     START_SETUP: Final = "setup.start"
     SHOW_STATUS: Final = "status.show"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import microsoft_teams.cards as ac
 
@@ -65,7 +65,8 @@ def current_step(job: JobView) -> str:
     return "—"
 
 
-def status_card(jobs: Sequence[JobView]) -> dict[str, Any]:
+def status_card(jobs: Sequence[JobView], dead_letters: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """`dead_letters`: per job, the cards Teams refused for good (the bot was removed from a chat, say)."""
     if not jobs:
         return finish([title("Setups in this conversation"), text("None yet. Type /setup copilot to start one.")])
     body: list[Any] = [title("Setups in this conversation")]
@@ -73,4 +74,10 @@ def status_card(jobs: Sequence[JobView]) -> dict[str, Any]:
         body.append(ac.TextBlock(text=f"{job.agent.name}: {STATUS_WORDS.get(job.status.value, job.status.value)}", weight="Bolder", wrap=True, separator=True))
         body.append(text(f"Current step: {current_step(job)}. Requested by {job.requested_by.name or job.requested_by.id}. "
                          f"Updated {utc(job.updated_at)}. Job {job.id[:8]}.", subtle=True, spacing="Small"))
+        for what, state in job.cleanup:
+            if state != "done":
+                body.append(text(f"Still removing {what} from the tenant (retrying).", color="Warning", spacing="None"))
+        for letter in (dead_letters or {}).get(job.id, ()):
+            body.append(text(f"Teams refused the {letter.get('what', 'card')} for good ({letter.get('status')} {letter.get('code') or ''}, "
+                             f"{utc(str(letter.get('at', '')))}): it was not posted.".replace(" ,", ","), color="Attention", spacing="None"))
     return finish(body)

@@ -7,24 +7,9 @@ from typing import Any, Mapping
 
 import microsoft_teams.cards as ac
 
-from provisioning.models import JobView, Plan, StepAction, StepStatus, StepView
+from provisioning.models import CLIENT_SECRET, JobView, Plan, StepAction, StepName, StepStatus, StepView
 
-from .common import breakable, environment_label, facts, finish, heading, text, title, utc
-
-
-def secret_card(client_id: str, secret_text: str, expires: datetime | str | None) -> dict[str, Any]:
-    """The only card that ever holds a secret. It is returned in an invoke response only, never posted."""
-    shown = utc(expires) if isinstance(expires, datetime) else (expires or "—")
-    return finish([
-        title("Client secret: shown once"),
-        text("Copy it now into Copilot Studio's Client secret field. It is not stored anywhere and cannot be shown again."),
-        facts([("Client ID", client_id), ("Expires", shown)]),
-        ac.TextInput(id="secret", label="Client secret", value=secret_text, is_multiline=False),
-    ])
-
-
-def secret_refused_card(reason: str) -> dict[str, Any]:
-    return finish([ac.TextBlock(text="The client secret can't be shown", weight="Bolder", color="Attention", wrap=True), text(reason)])
+from .common import breakable, environment_label, finish, heading, text, title, utc
 
 
 def reminder_card(job: JobView, *, due_at: datetime, in_effect: bool, delay_text: str) -> dict[str, Any]:
@@ -94,7 +79,8 @@ def _summary(job: JobView, plan: Plan | None) -> list[Any]:
     if overridden:
         body.append(heading("Continued without verification", color="Warning"))
         body.extend(text(f"! {s.step.label}: {s.message}") for s in overridden)
-    skipped = [s.step.label for s in job.steps if s.status == StepStatus.SKIPPED]
+    unused = StepName.FEDERATED_CREDENTIAL if job.request.credential == CLIENT_SECRET else StepName.CLIENT_SECRET  # the other kind
+    skipped = [s.step.label for s in job.steps if s.status == StepStatus.SKIPPED and s.step != unused]
     if skipped:
         body.append(text(f"Not part of this setup: {'; '.join(skipped)}.", subtle=True))
     body.append(ac.ActionSet(actions=[ac.ToggleVisibilityAction(title="Details", target_elements=["completion-details"])]))

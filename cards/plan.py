@@ -161,19 +161,23 @@ def _raw(value: Any) -> str:
 
 
 def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, state: str = "pending", note: str | None = None,
-              open_access: bool = False) -> dict[str, Any]:
-    """`open_access`: the bot runs with ALLOW_ANYONE=true; the card says so next to Approve."""
+              open_access: bool = False, retry_of: str | None = None) -> dict[str, Any]:
+    """`open_access`: the bot runs with ALLOW_ANYONE=true; the card says so next to Approve. `retry_of`: the failed job
+    whose retry found the tenant changed since its approval; approving this plan lets it run again."""
     body: list[Any] = [
-        title(f"Plan for '{plan.agent.name}'"),
+        title(f"Plan for '{plan.agent.name}'" if retry_of is None else f"New plan for retrying '{plan.agent.name}'"),
         text(f"Environment: {environment_label(plan.agent)}. Requested by {requested_by.name or requested_by.id}. "
              f"Plan {plan.hash[:12]}, made {utc(plan.created_at)}.", subtle=True),
     ]
     for step in plan.steps:
         body.append(ac.Container(items=step_items(step), separator=True, spacing="Medium"))
     body.extend(details(plan.steps))
+    if retry_of is not None:
+        body.insert(2, text("The tenant changed since this setup was approved, so the retry was not applied. This is what it would "
+                            "change now; it needs approval again.", color="Warning"))
     for check in plan.preflight.checks:
-        if "could not" in check.message:
-            body.append(text(check.message, color="Warning"))
+        if check.advice:
+            body.append(text(f"{check.message} {check.remedy}".strip(), color="Warning"))
     if STATES.get(state):
         body.append(ac.TextBlock(text=STATES[state] or "", weight="Bolder", wrap=True, color="Attention" if state in ("stale", "refused") else "Good"))
     if note:
@@ -184,8 +188,12 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
             body.append(text("Open access (ALLOW_ANYONE=true): anyone in the allowed tenants may request and approve this setup.",
                              color="Attention", weight="Bolder"))
         body.append(text(f"Who may approve: {approvers}", subtle=True))
-        actions = [
-            ac.SubmitAction(title="Approve", data=action_data(Verb.PLAN_APPROVE, card_id, plan_hash=plan.hash), associated_inputs="none"),
-            ac.SubmitAction(title="Cancel", data=action_data(Verb.PLAN_CANCEL, card_id), associated_inputs="none"),
-        ]
+        if retry_of is not None:
+            actions = [ac.SubmitAction(title="Approve", data=action_data(Verb.RETRY_APPROVE, card_id, retry_of, plan_hash=plan.hash),
+                                       associated_inputs="none")]
+        else:
+            actions = [
+                ac.SubmitAction(title="Approve", data=action_data(Verb.PLAN_APPROVE, card_id, plan_hash=plan.hash), associated_inputs="none"),
+                ac.SubmitAction(title="Cancel", data=action_data(Verb.PLAN_CANCEL, card_id), associated_inputs="none"),
+            ]
     return finish(body, actions)

@@ -14,6 +14,10 @@ from .common import environment_label, error_line, finish, text, title
 
 AGENT_NAME_LIMIT = 30
 LIFETIMES = (("30 days", "30"), ("90 days", "90"), ("180 days (recommended)", "180"), ("1 year", "365"), ("2 years", "730"))
+CREDENTIALS = (
+    ("Federated credential (recommended by Microsoft: no secret to store or rotate)", "federated"),
+    ("Client secret (as in the original procedure)", "client_secret"),
+)
 AUDIENCES = (("Accounts in any organization (multitenant)", "AzureADMultipleOrgs"), ("Accounts in this organization only (single tenant)", "AzureADMyOrg"))
 TOGGLES = (
     ("implicit_grant_access_tokens", "Access tokens (implicit grant)"),
@@ -58,7 +62,10 @@ def details_card(card_id: str, agent: AgentSummary, values: Mapping[str, Any], e
                                   value=str(values.get("sign_in_audience", "AzureADMultipleOrgs")),
                                   choices=[ac.Choice(title=t, value=v) for t, v in AUDIENCES]))
     body.extend(error_line(errors.get("sign_in_audience")))
-    body.append(ac.ChoiceSetInput(id="secret_lifetime_days", label="Client secret lifetime", style="compact",
+    body.append(ac.ChoiceSetInput(id="credential", label="Credential Copilot Studio signs in with", style="expanded",
+                                  value=str(values.get("credential", "federated")), choices=[ac.Choice(title=t, value=v) for t, v in CREDENTIALS]))
+    body.extend(error_line(errors.get("credential")))
+    body.append(ac.ChoiceSetInput(id="secret_lifetime_days", label="Client secret lifetime (only for a client secret)", style="compact",
                                   value=str(values.get("secret_lifetime_days", "180")), choices=[ac.Choice(title=t, value=v) for t, v in LIFETIMES]))
     body.extend(error_line(errors.get("secret_lifetime_days")))
     uris = values.get("redirect_uris", "")

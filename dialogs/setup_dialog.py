@@ -23,6 +23,7 @@ from botbuilder.dialogs import (
 )
 
 import cards
+from bot import refusals
 from bot.authz import AccessPolicy, actor_from
 from bot.job_actions import JobActions
 from cards.actions import Verb
@@ -33,7 +34,15 @@ from provisioning import (
     StalePlanError,
     ValidationFailed,
 )
-from provisioning.models import DEFAULT_REDIRECT_URIS, Actor, AgentRef, AgentSummary, SetupRequest, plan_from_dict
+from provisioning.models import (
+    CREDENTIAL_KINDS,
+    DEFAULT_REDIRECT_URIS,
+    Actor,
+    AgentRef,
+    AgentSummary,
+    SetupRequest,
+    plan_from_dict,
+)
 
 log = logging.getLogger(__name__)
 CARD_PROMPT = "card-prompt"
@@ -76,6 +85,7 @@ def default_values(agent: AgentSummary) -> dict[str, Any]:
     return {
         "app_display_name": f"{agent.name} - Copilot auth"[:120],
         "sign_in_audience": "AzureADMultipleOrgs",
+        "credential": "federated",
         "secret_lifetime_days": "180",
         "redirect_uris": "\n".join(DEFAULT_REDIRECT_URIS),
         "implicit_grant_access_tokens": "true",
@@ -100,12 +110,18 @@ def request_from(agent: AgentSummary, values: dict[str, Any]) -> tuple[SetupRequ
         if raw not in ("true", "false"):
             errors[field] = "Turn this on or off."
         flags[field] = raw == "true"
+    credential = str(values.get("credential") or "federated")
+    if credential not in CREDENTIAL_KINDS:
+        errors["credential"] = "Choose a federated credential or a client secret."
     if errors:
         return None, errors
     return SetupRequest(
         agent=AgentRef(agent.environment_url, schema_name=agent.schema_name, bot_id=agent.bot_id),
         app_display_name=str(values.get("app_display_name", "")).strip(), sign_in_audience=str(values.get("sign_in_audience", "")),
-        redirect_uris=uris, secret_lifetime_days=days, **flags,
+        redirect_uris=uris, secret_lifetime_days=days, credential=credential,
+        implicit_grant_access_tokens=flags["implicit_grant_access_tokens"], implicit_grant_id_tokens=flags["implicit_grant_id_tokens"],
+        create_service_principal=flags["create_service_principal"], require_secured_access=flags["require_secured_access"],
+        connect_customer_service=flags["connect_customer_service"],
     ), {}
 
 
@@ -131,21 +147,22 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
         if not isinstance(value, dict) or "action" not in value:
             await _notice(context, "Use the card", "Answer with the card's inputs and buttons, or type cancel to stop.", "default")
             return False
-        if value.get("card") != expected.get("card") or value.get("action") not in expected.get("verbs", []):
-            await _notice(context, "Nothing was changed", "That card is out of date; use the newest card, or type /setup copilot to start again.")
-            return False
         who = actor_from(context.activity)
+        action, card = str(value.get("action")), str(value.get("card") or "")
+        if value.get("card") != expected.get("card") or value.get("action") not in expected.get("verbs", []):
+            await refusals.refuse(self.service, context, who, action, "Nothing was changed",
+                                  "That card is out of date; use the newest card, or type /setup copilot to start again.", card_id=card)
+            return False
         if expected.get("who") == "approver" and value.get("action") == Verb.PLAN_APPROVE:
             if not self.policy.may_approve(who.id, requested_by=str(expected.get("requester"))):
-                second = self.policy.settings.require_second_approver and who.id == expected.get("requester")
-                why = ("You requested this setup, and a second person must approve it." if second
-                       else "You are not one of the approvers for setups (SETUP_APPROVERS). Ask one of them to approve.")
-                await _notice(context, "You can't approve this plan", why)
+                await refusals.refuse(self.service, context, who, action, "You can't approve this plan",
+                                      self.policy.approval_refusal(who.id, requested_by=str(expected.get("requester"))), card_id=card)
                 return False
         elif who.id != expected.get("requester") and not (
             expected.get("who") == "approver" and self.policy.may_approve(who.id, requested_by=str(expected.get("requester")))
         ):
-            await _notice(context, "This setup is someone else's", "Only the person who started it can answer these cards. Type /setup copilot to start your own.")
+            await refusals.refuse(self.service, context, who, action, "This setup is someone else's",
+                                  "Only the person who started it can answer these cards. Type /setup copilot to start your own.", card_id=card)
             return False
         prompt.recognized.value = value
         return True
@@ -161,7 +178,8 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
                 await _notice(step.context, "I can't tell who you are", "Your message has no Microsoft Entra user id, so I can't check what you may do.")
                 return await step.end_dialog()
             if not self.policy.may_request(who.id):
-                await _notice(step.context, "You can't start a setup", "Only the people listed in SETUP_REQUESTERS can start one. Ask your Teams administrator.")
+                await refusals.refuse(self.service, step.context, who, "setup.request", "You can't start a setup",
+                                      "Only the people listed in SETUP_REQUESTERS can start one. Ask your Teams administrator.")
                 return await step.end_dialog()
             options["requester"] = who.to_dict()
             options["requester_account"] = activity.from_property.id if activity.from_property else ""
@@ -238,7 +256,7 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
         card_id = _card_id()
         step.values["plan"] = plan.to_dict()
         step.values["card_activity"] = await _send(step.context, cards.plan_card(
-            card_id, plan, requested_by=requester, approvers=self.policy.approvers_text(requester)))
+            card_id, plan, requested_by=requester, approvers=self.policy.approvers_text(requester), open_access=self.policy.open_access))
         return await self._prompt(step, card_id, [Verb.PLAN_APPROVE, Verb.PLAN_CANCEL], "approver")
 
     async def approval_step(self, step: WaterfallStepContext) -> DialogTurnResult:
@@ -250,7 +268,7 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
         card_id = step.values["card"]
         if result.get("action") == Verb.PLAN_CANCEL:
             await _replace(step.context, step.values["card_activity"], cards.plan_card(
-                card_id, plan, requested_by=requester, approvers=approvers, state="cancelled", note=f"Cancelled by {who.name or who.id}."))
+                card_id, plan, requested_by=requester, approvers=approvers, open_access=self.policy.open_access, state="cancelled", note=f"Cancelled by {who.name or who.id}."))
             return await step.end_dialog()
         if result.get("plan_hash") != plan.hash:
             await _notice(step.context, "Nothing was changed", "That approval does not match the plan shown.")
@@ -261,11 +279,11 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
                                              requester_account=step.values.get("requester_account", ""))
         except StalePlanError as exc:
             await _replace(step.context, step.values["card_activity"], cards.plan_card(
-                card_id, plan, requested_by=requester, approvers=approvers, state="stale", note=exc.user_message() + " Type /setup copilot to see the new plan."))
+                card_id, plan, requested_by=requester, approvers=approvers, open_access=self.policy.open_access, state="stale", note=exc.user_message() + " Type /setup copilot to see the new plan."))
             return await step.end_dialog()
         except ProvisioningError as exc:
             await _notice(step.context, "The setup did not start", exc.user_message(), "error")
             return await step.end_dialog()
         await _replace(step.context, step.values["card_activity"], cards.plan_card(
-            card_id, plan, requested_by=requester, approvers=approvers, state="approved", note=f"Approved by {who.name or who.id}."))
+            card_id, plan, requested_by=requester, approvers=approvers, open_access=self.policy.open_access, state="approved", note=f"Approved by {who.name or who.id}."))
         return await step.end_dialog()

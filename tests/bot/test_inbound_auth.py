@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox import Sandbox
 from tests.fixtures.sandbox import sandbox_http
-from tests.fixtures.teams import RILEY, message, personal
+from tests.fixtures.teams import AVERY, RILEY, TENANT, message, personal
 from tests.sandbox.helpers import new_client
 
 from .test_web import EchoInvokes, serve
@@ -96,7 +96,7 @@ async def test_only_valid_bot_connector_tokens_get_a_turn(sandbox: Sandbox, chan
     runner, url = await serve(handler, MicrosoftAppId=app_id, MicrosoftAppPassword=password, MicrosoftAppType="SingleTenant",
                               MicrosoftAppTenantId=sandbox.env["PROVISIONING_TENANT_ID"], BOT_AUTHORITY_HOST=sandbox.env["AZURE_AUTHORITY_HOST"],
                               BOT_OPENID_METADATA_URL=f"{channel.url}v1/.well-known/openidconfiguration",
-                              REQUESTS_CA_BUNDLE=sandbox.env["SSL_CERT_FILE"])
+                              REQUESTS_CA_BUNDLE=sandbox.env["SSL_CERT_FILE"], SETUP_APPROVERS=AVERY.aad, ALLOWED_TENANT_IDS=TENANT)
     chat = personal(RILEY)
     body = message(chat, RILEY, channel.url, "hello")
     now = int(time.time())

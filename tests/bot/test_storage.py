@@ -1,4 +1,4 @@
-"""One storage suite, run against botbuilder's MemoryStorage and our SqliteStorage."""
+"""One storage suite, run against botbuilder's MemoryStorage and our BotStorage on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,22 +19,21 @@ from botbuilder.dialogs import (
     WaterfallStepContext,
 )
 
-from bot.storage import SqliteStorage
+from bot.storage import BotStorage
+from store import Store, open_database
 
+Item = StoreItem  # botbuilder's own class: the only kind of object (besides plain data) bot state may hold
 
-class Item(StoreItem):  # type: ignore[misc]
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
     if request.param == "memory":
         yield MemoryStorage()
-    else:
-        store = SqliteStorage(tmp_path / "bot.db")
-        yield store
-        await store.close()
+        return
+    url = str(tmp_path / "bot.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = open_database(url)
+    await db.open()
+    yield BotStorage(Store(db).kv)
+    await db.close()
 
 
 async def test_read_missing_keys_and_round_trip(storage) -> None:  # type: ignore[no-untyped-def]
@@ -102,12 +101,38 @@ async def test_dialog_state_round_trip_and_a_waterfall_across_turns(storage) -> 
 
 async def test_sqlite_is_durable_private_and_safe_under_concurrency(tmp_path: Path) -> None:
     path = tmp_path / "state" / "bot.db"
-    first = SqliteStorage(path)
+    db = open_database(str(path))
+    await db.open()
+    first = BotStorage(Store(db).kv)
     await asyncio.gather(*(first.write({f"k{i}": {"n": i}}) for i in range(50)))
-    await first.close()
-    second = SqliteStorage(path)
-    got = await second.read([f"k{i}" for i in range(50)])
+    await db.close()
+    again = open_database(str(path))
+    await again.open()
+    got = await BotStorage(Store(again).kv).read([f"k{i}" for i in range(50)])
     assert len(got) == 50 and got["k7"]["n"] == 7
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert await second.ping()
-    await second.close()
+    assert await again.ping()
+    await again.close()
+
+
+async def test_a_poisoned_row_is_refused_and_never_run(database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Edges #11: a row holding jsonpickle's py/reduce used to be decoded (it runs code in a process that holds the
+    provisioning credentials). Now it is refused and logged, and reads as missing."""
+    marker = tmp_path / "ran"
+    reduce = {"py/reduce": [{"py/function": "pathlib.Path.touch"}, {"py/tuple": [{"py/object": "pathlib.PosixPath", "py/newargs": {"py/tuple": [str(marker)]}}]}]}
+    db = open_database(database_url)
+    await db.open()
+    try:
+        kv = Store(db).kv
+        import json
+
+        await kv.write({"old-row": (None, json.dumps(reduce)), "nested": (None, json.dumps({"$codec": 1, "v": {"x": {"$jp": json.dumps(reduce)}}})),
+                        "foreign-class": (None, json.dumps({"$codec": 1, "v": {"$t": "os:system", "$v": {}}}))})
+        storage = BotStorage(kv)
+        assert await storage.read(["old-row", "nested", "foreign-class"]) == {}
+        assert not marker.exists(), "nothing in a stored row may run"
+        assert "refused the stored state" in caplog.text
+        with pytest.raises(TypeError):  # and what the codec cannot write safely is refused when saved
+            await storage.write({"k": {"when": object()}})
+    finally:
+        await db.close()

@@ -174,8 +174,29 @@ def test_refuses_to_start_without_app_id_on_a_public_address() -> None:
         BotSettings.from_env({"MicrosoftAppId": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"}, dotenv=None)
     assert single.value.variable == "MicrosoftAppPassword"
     assert BotSettings.from_env({"HOST": "::1"}, dotenv=None).auth_enabled is False
-    ok = BotSettings.from_env({"MicrosoftAppId": "a", "MicrosoftAppPassword": "Pw-9~zz-secret", "MicrosoftAppTenantId": "t", "HOST": "0.0.0.0"}, dotenv=None)
+    ok = BotSettings.from_env({"MicrosoftAppId": "a", "MicrosoftAppPassword": "Pw-9~zz-secret", "MicrosoftAppTenantId": "t", "HOST": "0.0.0.0",
+                               "SETUP_APPROVERS": "x", "ALLOWED_TENANT_IDS": "t"}, dotenv=None)
     assert ok.auth_enabled and "Pw-9~zz-secret" not in repr(ok)
+
+
+REACHABLE = {"MicrosoftAppId": "a", "MicrosoftAppPassword": "Pw-9~zz-secret", "MicrosoftAppTenantId": "t", "HOST": "0.0.0.0"}
+
+
+def test_reachable_from_teams_it_is_closed_by_default() -> None:
+    """Edges #2: with an app id the bot used to answer anyone in any tenant and let them approve their own plan."""
+    with pytest.raises(ConfigError) as closed:
+        BotSettings.from_env(REACHABLE, dotenv=None)
+    assert "SETUP_APPROVERS" in str(closed.value) and "ALLOWED_TENANT_IDS" in str(closed.value) and "ALLOW_ANYONE=true" in str(closed.value)
+    with pytest.raises(ConfigError) as tenants:
+        BotSettings.from_env({**REACHABLE, "SETUP_APPROVERS": "x"}, dotenv=None)
+    assert tenants.value.variable == "ALLOWED_TENANT_IDS"
+    named = BotSettings.from_env({**REACHABLE, "SETUP_APPROVERS": "x", "ALLOWED_TENANT_IDS": "t"}, dotenv=None)
+    assert named.require_second_approver and not named.allow_anyone, "nobody approves their own plan by default"
+    opened = BotSettings.from_env({**REACHABLE, "ALLOW_ANYONE": "true"}, dotenv=None)
+    assert opened.allow_anyone and opened.require_second_approver
+    assert not BotSettings.from_env({**REACHABLE, "ALLOW_ANYONE": "true", "REQUIRE_SECOND_APPROVER": "false"}, dotenv=None).require_second_approver
+    local = BotSettings.from_env({}, dotenv=None)
+    assert not local.auth_enabled and not local.require_second_approver and not local.allow_anyone, "trying it locally stays open"
 
 
 def test_msrest_safe_codes_patch_gives_the_identical_retry_list() -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import jsonpickle
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import DialogInstance, DialogState, PromptOptions
 from botbuilder.schema import (
@@ -26,7 +24,6 @@ from hypothesis import strategies as st
 
 import cards
 from bot import state_codec
-from bot.storage import SqliteStorage
 from bot.wire import to_wire
 
 INBOUND = {
@@ -116,20 +113,3 @@ def test_a_stored_row_cannot_name_a_class_outside_botbuilder() -> None:
     evil = json.dumps({"$codec": 1, "v": {"$t": "subprocess:Popen", "$v": {}}})
     with pytest.raises(ValueError, match="outside botbuilder"):
         state_codec.loads(evil)
-
-
-async def test_rows_written_by_the_previous_version_still_read(tmp_path: Path) -> None:
-    store = SqliteStorage(tmp_path / "bot.db")
-    try:
-        await store.write({"k": {"n": 1}})
-        legacy = jsonpickle.encode(_dialog_state())
-
-        def put(conn: Any) -> None:
-            conn.execute("UPDATE bot_state SET doc = ? WHERE key = 'k'", (legacy,))
-
-        await store._run(put)
-        item = (await store.read(["k"]))["k"]
-        assert isinstance(item["DialogState"], DialogState) and len(item["DialogState"].dialog_stack) == 2
-    finally:
-        await store.close()
-

@@ -3,7 +3,6 @@ wrapped (never a long FactSet value), Graph's paths only under Details, skipped 
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
@@ -54,7 +53,7 @@ def decided(app: dict[str, Any] | None = None, request: SetupRequest = REQUEST) 
     """What the real steps' `decide` plans for a tenant without the app (or with `app`) and an agent not yet set up."""
     ctx = StepContext(request=request, agent=AGENT, organization_id="6ac2279e-6331-4c31-95a9-a93935415b0e", tenant_id="tenant-1",
                       graph=None, dataverse=None, settings=SETTINGS)  # type: ignore[arg-type]  # decide reads neither
-    current = {"app": app, "ours": [], "sp": None, "bot": {"authenticationmode": 2}, "user": None, "registration": ""}
+    current = {"app": app, "ours": [], "sp": None, "bot": {"authenticationmode": 2}, "user": None, "registration": "", "credential": None}
     return tuple(step.decide(ctx, current) for step in STEPS)
 
 
@@ -102,24 +101,14 @@ def done_job(*, credential: str = "client_secret", plan: bool = True, **status: 
         "publish": {"published_on": "2026-12-01T09:30:00Z"},
     }
     steps = []
+    unused = StepName.CLIENT_SECRET if credential == "federated_credential" else StepName.FEDERATED_CREDENTIAL
     for name in StepName:
-        step: Any = name
-        if name == StepName.CLIENT_SECRET and credential == "federated_credential":
-            step = Federated.FEDERATED_CREDENTIAL
-        steps.append(StepView(step, status.get(name.value, StepStatus.DONE), message=f"checked {name.value}",
-                              outputs=outputs.get(step.value, {}), due_at=NOW if name == StepName.SECURED_ACCESS else None))
-    job = JobView("job-1234567890", JobStatus.COMPLETED, "a" * 64, REQUEST, AGENT, tuple(steps), REQ, APP, NOW, NOW)
+        default = StepStatus.SKIPPED if name == unused else StepStatus.DONE
+        steps.append(StepView(name, status.get(name.value, default), message=f"checked {name.value}",
+                              outputs=outputs.get(name.value, {}) if name != unused else {}, due_at=NOW if name == StepName.SECURED_ACCESS else None))
+    request = replace(REQUEST, credential="federated" if credential == "federated_credential" else "client_secret")
+    job = JobView("job-1234567890", JobStatus.COMPLETED, "a" * 64, request, AGENT, tuple(steps), REQ, APP, NOW, NOW)
     return job, (plan_of(decided()) if plan else None)
-
-
-class Federated(str, enum.Enum):
-    """The step the lead is adding (a federated identity credential instead of a client secret), as StepName will have it."""
-
-    FEDERATED_CREDENTIAL = "federated_credential"
-
-    @property
-    def label(self) -> str:
-        return "Federated credential"
 
 
 @pytest.mark.parametrize(("moment", "shown"), [
@@ -244,11 +233,9 @@ def test_completion_card_with_a_federated_credential_and_what_was_not_verified()
                                    if s.step == StepName.CUSTOMER_SERVICE_CONNECTION else s for s in job.steps))
     assert approved is not None
     shown = shown_texts(valid(cards.completion_card(job, entra_url="https://e", copilot_url="https://c", plan=approved)))
-    assert "✓ Set up a federated credential 'contoso-github-main'" in shown  # the plan does not say what it did
-    planned = replace(approved, steps=tuple(replace(s, step=Federated.FEDERATED_CREDENTIAL) if s.step == StepName.CLIENT_SECRET else s
-                                            for s in approved.steps))
-    added = shown_texts(cards.completion_card(job, entra_url="https://e", copilot_url="https://c", plan=planned))
-    assert "✓ Added a federated credential 'contoso-github-main'" in added
+    assert "✓ Added a federated credential 'contoso-github-main'" in shown
+    unplanned = shown_texts(cards.completion_card(job, entra_url="https://e", copilot_url="https://c"))
+    assert "✓ Set up a federated credential 'contoso-github-main'" in unplanned  # without the plan it cannot say what it did
     assert "Issuer: https://token.actions.githubusercontent.com" in shown
     assert "Subject: repo:contoso/customer-service-agents:environment:production" in shown
     assert not [t for t in shown if "client secret" in t.lower()]

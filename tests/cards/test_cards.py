@@ -57,9 +57,9 @@ def actions(card: dict[str, Any]) -> list[dict[str, Any]]:
 def plan(action_mix: bool = True) -> Plan:
     steps = tuple(
         PlannedStep(name, action, f"{action.value} {name.value}", (Change("web.redirectUris", None, ["https://token.botframework.com/.auth/web/redirect"]),) if action == StepAction.CREATE else (), ("a note",))
-        for name, action in zip(StepName, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL], strict=True)
+        for name, action in zip(StepName, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL], strict=True)
     )
-    report = PreflightReport((PreflightCheck("secret_lifetime_policy", True, "The tenant's secret-lifetime policy could not be read (needs Policy.Read.All)."),))
+    report = PreflightReport((PreflightCheck("secret_lifetime_policy", True, "The tenant's secret-lifetime policy could not be read (needs Policy.Read.All).", advice=True),))
     return Plan(REQUEST, AGENT, steps, report, "f" * 64, NOW)
 
 
@@ -141,21 +141,27 @@ def test_guided_card_buttons() -> None:
     view = job(JobStatus.WAITING_FOR_OPERATOR, copilot_authentication=StepStatus.WAITING_FOR_OPERATOR)
     card = valid(cards.guided_step_card("s1", view, view.step(StepName.COPILOT_AUTHENTICATION), sandbox=True, secret_available=True))
     kinds = [(a["type"], a.get("title")) for a in actions(card)]
-    assert ("Action.Execute", "Show client secret (once)") in kinds
+    assert ("Action.Execute", "Show client secret") in kinds
+    assert "It stays on their screen until they select 'I copied it'" in json.dumps(card)
     execute = next(a for a in actions(card) if a["type"] == "Action.Execute")
     assert execute["verb"] == Verb.SECRET_REVEAL and execute["fallback"]["type"] == "Action.Submit"
     assert any("sandbox" in (t or "") for _, t in kinds) and ("Action.Submit", "Continue anyway") in kinds
     assert "Last check: authenticationmode 2" in json.dumps(card)
     real = valid(cards.guided_step_card("s1", view, replace(view.step(StepName.COPILOT_AUTHENTICATION), verification=""), sandbox=False, secret_available=False))
     titles = [a.get("title") for a in actions(real)]
-    assert "Continue anyway" not in titles and not any("sandbox" in (t or "") for t in titles) and "Show client secret (once)" not in titles
+    assert "Continue anyway" not in titles and not any("sandbox" in (t or "") for t in titles) and "Show client secret" not in titles
+    assert "Make a new client secret" in titles, "once the secret was handed over, the way out is a new one"
     done = valid(cards.guided_step_card("s1", view, replace(view.step(StepName.COPILOT_AUTHENTICATION), status=StepStatus.DONE, message="Verified."), sandbox=True, secret_available=False))
     assert actions(done) == []
 
 
 def test_outcome_cards_and_the_secret_stays_in_the_secret_card() -> None:
-    secret = valid(cards.secret_card("c1", SECRET, NOW))
+    view = job(JobStatus.WAITING_FOR_OPERATOR, copilot_authentication=StepStatus.WAITING_FOR_OPERATOR)
+    secret = valid(cards.secret_card("s1", view, SECRET, client_id="c1", expires="2027-05-31T07:45:12Z", handoff_ends=NOW, sandbox=True))
     assert SECRET in json.dumps(secret)
+    assert [a["title"] for a in actions(secret)] == ["I copied it", "Do it in the sandbox (emulated Copilot Studio)"]
+    assert all(a["type"] == "Action.Execute" for a in actions(secret)), "answers that replace the card for the requester alone"
+    assert "31 May 2027, 07:45 UTC" in json.dumps(secret)
     for card in (cards.secret_refused_card("Only the requester can see it."),
                  cards.reminder_card(job(), due_at=NOW, in_effect=False, delay_text="2 hours"),
                  cards.reminder_card(job(), due_at=NOW, in_effect=True, delay_text="2 hours"),

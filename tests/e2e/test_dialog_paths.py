@@ -31,7 +31,8 @@ async def test_invalid_input_is_shown_next_to_its_field_with_values_kept(running
     assert body[index]["value"] == "http://example.com/callback"
     assert next(e for e in body if e.get("id") == "app_display_name")["value"] == "My app"
     assert next(e for e in body if e.get("id") == "connect_customer_service")["value"] == "false"
-    mark = await talk.click(RILEY, again, "Review plan", redirect_uris="https://token.botframework.com/.auth/web/redirect", secret_lifetime_days="730")
+    mark = await talk.click(RILEY, again, "Review plan", redirect_uris="https://token.botframework.com/.auth/web/redirect", secret_lifetime_days="730",
+                            credential="client_secret")  # the lifetime only matters for a client secret
     policy = await talk.expect("Set up an agent: 2 of 2", after=mark)
     assert "at most 365 days" in json.dumps(policy.cards[0])
 
@@ -60,7 +61,7 @@ async def test_channel_mention_second_approver_and_refusals(bot_factory, connect
     plan = await talk.expect("Plan for 'Contoso Support'", after=mark)
     assert "a second person must approve" in plan.text
     mark = await talk.click(RILEY, plan, "Approve")
-    await talk.expect("You requested this setup, and a second person must approve it.", after=mark)
+    await talk.expect("You requested this setup, and a second person must approve it", after=mark)
     mark = await talk.click(MALLORY, plan, "Approve")
     await talk.expect("You are not one of the approvers", after=mark)
     forged = dict(action(plan, "Approve")["data"], card="forged-card-id")
@@ -68,6 +69,12 @@ async def test_channel_mention_second_approver_and_refusals(bot_factory, connect
     await bot.client.post(submit(talk.chat, AVERY, connector.url, plan.new_id, forged))
     await talk.expect("That card is out of date", after=mark)
     assert not await bot.service.list_jobs()
+    refused = [(e["actor"]["id"], e["detail"]["attempted"], e["detail"]["why"]) for e in await bot.service.store.jobs.audit_log(None)
+               if e["action"] == "refused"]  # edges #9: every refusal is audited (who, what, which card, why)
+    assert (MALLORY.aad, "setup.submit", "Only the person who started it can answer these cards. Type /setup copilot to start your own.") in refused
+    assert any(who == RILEY.aad and what == "plan.approve" and "second person" in why for who, what, why in refused)
+    assert any(who == MALLORY.aad and what == "plan.approve" and "not one of the approvers" in why for who, what, why in refused)
+    assert any(who == AVERY.aad and "out of date" in why for who, _, why in refused)
     mark = await talk.click(AVERY, plan, "Approve")
     await talk.expect("Approved by Avery Approver", after=mark, method="PUT")
     await talk.expect("Setting up 'Contoso Support'", after=mark, method="POST")
