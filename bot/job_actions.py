@@ -54,7 +54,8 @@ class JobActions:
                         approved_by: Actor, job_id: str, requester_account: str = "") -> JobView:
         """Start the approved job, idempotently: `job_id` is derived from the plan card, so an Approve that Teams
         delivers again (the bot died mid-turn) finds the same job instead of making a second one. The Teams record
-        is written before the job exists, so no event of the job can come before it."""
+        is written before the job exists, so no event of the job can come before it. The notifier posts the job's
+        progress card (one poster, so an Approve delivered twice cannot post two)."""
         activity = turn_context.activity
         conversation_id = activity.conversation.id
         if await self.conversations.get(job_id) is None:
@@ -62,17 +63,7 @@ class JobActions:
             await self.conversations.save(JobConversation(
                 job_id=job_id, conversation_id=conversation_id, reference=reference, tenant_id=tenant_of(activity) or "",
                 requester=requested_by.to_dict(), progress_card_id=new_card_id(), requester_account=requester_account, created_at=time.time()))
-        job = await self.service.submit_approved(request, plan_hash, requested_by, approved_by, {"conversation": conversation_id}, job_id=job_id)
-        record = await self.conversations.get(job_id)
-        if record is not None and not record.progress_activity_id:
-            card = cards.progress_card(record.progress_card_id, await self.service.get_job(job_id))
-            sent = await turn_context.send_activity(MessageFactory.attachment(cards.as_attachment(card)))
-
-            def posted(r: JobConversation) -> None:
-                r.progress_activity_id = r.progress_activity_id or (sent.id if sent else "")
-
-            await self.conversations.update(job_id, posted)
-        return job
+        return await self.service.submit_approved(request, plan_hash, requested_by, approved_by, {"conversation": conversation_id}, job_id=job_id)
 
     def _current(self, record: JobConversation, verb: str, data: Mapping[str, Any]) -> str:
         """The card id a click of `verb` must come from to count."""

@@ -16,7 +16,6 @@ updated: in Teams an update replaces the message for everyone, which would take 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -35,6 +34,7 @@ from provisioning.models import Event, EventKind, JobView, StepName, StepStatus,
 from provisioning.steps.base import copilot_link, entra_link
 from store import Fence, KeyValue, Locks
 
+from . import state_codec
 from .connector import ConnectorPool
 from .conversations import ConversationStore, JobConversation
 from .errors import BotError, ConnectorError
@@ -45,7 +45,6 @@ CURSOR_KEY = "notifier/cursor"
 LEASE = "notifier"
 GUIDED = {StepName.FEDERATED_CREDENTIAL, StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION}
 PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
-PROGRESS_GRACE_S = 10.0  # the turn that approved a job posts its progress card; after this the notifier posts it itself
 GUIDED_EVENTS = {EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED, EventKind.STEP_OVERRIDDEN,
                  EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE, EventKind.SECRET_TAKEN, EventKind.SECRET_EXPIRED, EventKind.STEP_STARTED}
 
@@ -65,10 +64,6 @@ class Pass:
 
 class NotLeader(BotError):
     pass
-
-
-class NotYet(Exception):
-    """Not an error: the approving turn is still posting the progress card; look again in a moment."""
 
 
 class Notifier:
@@ -108,10 +103,10 @@ class Notifier:
 
     async def _cursor(self) -> int:
         found = (await self.kv.read([CURSOR_KEY])).get(CURSOR_KEY)
-        return int(json.loads(found[1]).get("seq", 0)) if found else 0
+        return int(state_codec.loads(found[1]).get("seq", 0)) if found else 0
 
     async def _save_cursor(self, seq: int) -> None:
-        await self.kv.write({CURSOR_KEY: ("*", f'{{"seq": {seq}}}')})
+        await self.kv.write({CURSOR_KEY: ("*", state_codec.dumps({"seq": seq}))})
 
     async def _lead(self) -> bool:
         fence = await self.locks.acquire(LEASE, self.owner, self.lease_ttl)
@@ -191,6 +186,10 @@ class Notifier:
             done.pending.add(job_id)
             return
         try:
+            if not record.progress_activity_id:  # the job's one progress card, posted before anything else of it
+                await self._check_lead()
+                posted = await self._post(record, cards.progress_card(record.progress_card_id, await self.service.get_job(job_id)))
+                await self._change(record, lambda r: setattr(r, "progress_activity_id", r.progress_activity_id or posted))
             for event in todo:
                 await self._check_lead()
                 job = await self.service.get_job(job_id)
@@ -201,10 +200,6 @@ class Notifier:
                 await self._check_lead()
                 await self._dead_letter_on_refusal(record, "progress card", self._progress(record, await self.service.get_job(job_id)))
                 await self._change(record, lambda r: setattr(r, "progress_seq", max(r.progress_seq, last)))
-        except NotYet:
-            self._backoff[job_id] = Backoff(0, time.monotonic() + 0.5)
-            done.pending.add(job_id)
-            return
         except ConnectorError as exc:
             state = self._backoff.setdefault(job_id, Backoff())
             state.attempts += 1
@@ -274,15 +269,7 @@ class Notifier:
             await self._change(record, lambda r: setattr(r, "completed", True))
 
     async def _progress(self, record: JobConversation, job: JobView) -> None:
-        """Update the one progress card; post it if the turn that approved the job never did (it died first)."""
-        card = cards.progress_card(record.progress_card_id, job)
-        if record.progress_activity_id:
-            await self._update(record, record.progress_activity_id, card)
-        elif time.time() - record.created_at > PROGRESS_GRACE_S:
-            posted = await self._post(record, card)
-            await self._change(record, lambda r: setattr(r, "progress_activity_id", r.progress_activity_id or posted))
-        else:
-            raise NotYet()
+        await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
 
     async def _change(self, record: JobConversation, change: Any) -> None:
         """Change the stored record (etag-checked) and the copy this pass holds."""

@@ -141,6 +141,10 @@ class Approvals:
 
     async def _requeue(self, job: JobRecord, actor: Actor, action: str, *, plan: Plan | None = None) -> None:
         steps = {r["name"]: {"status": StepStatus.PENDING.value, "message": "Retrying"} for r in job.steps if r["status"] == StepStatus.FAILED.value}
+        if plan is not None:  # the approved new plan changes steps that had finished: they run again
+            again = {s.step.value for s in plan.steps if s.action.value in ("create", "update") and not s.skip_reason and not s.step.guided}
+            steps |= {r["name"]: {"status": StepStatus.PENDING.value, "message": "Applying the newly approved plan"} for r in job.steps
+                      if r["name"] in again}
         try:
             await self.core.apply(JobChange(
                 job.id, allow=[JobStatus.FAILED.value], version=job.version, status=JobStatus.QUEUED.value, data=self._retry_data(job),

@@ -43,6 +43,7 @@ class Worker:
         self.wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sweep: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -55,9 +56,9 @@ class Worker:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for task in list(self._running.values()):
+        for task in [*self._running.values(), *([self._sweep] if self._sweep else [])]:
             task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await asyncio.gather(*self._running.values(), *([self._sweep] if self._sweep else []), return_exceptions=True)
         self._running.clear()
 
     def interrupt(self, job_id: str) -> None:
@@ -86,14 +87,20 @@ class Worker:
         for job_id in await self.store.jobs.finished_but_open(COMPLETABLE):
             await self.service.finish_if_done(job_id)
         await self.fire_timers()
-        if await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
-            await self.service.sweeper.sweep()
+        if (self._sweep is None or self._sweep.done()) and await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
+            self._sweep = asyncio.create_task(self._sweep_once(), name="sweeper")  # Graph may be slow: jobs need not wait for it
         for job_id in await self.store.jobs.ids(statuses=RUNNABLE):
             if job_id in self._running and not self._running[job_id].done():
                 continue
             fence = await self.store.locks.acquire(f"job:{job_id}", self.owner, self.lease_ttl)
             if fence is not None:
                 self._running[job_id] = asyncio.create_task(self._run_leased(job_id, fence), name=f"job-{job_id[:8]}")
+
+    async def _sweep_once(self) -> None:
+        try:
+            await self.service.sweeper.sweep()
+        except Exception:  # noqa: BLE001 - the next tick sweeps again
+            log.exception("sweeping expired secrets and credential removals failed; trying again")
 
     async def _run_leased(self, job_id: str, fence: Fence) -> None:
         runner = asyncio.create_task(self._guarded(job_id, fence))

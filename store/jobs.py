@@ -197,15 +197,15 @@ class Jobs:
         row = await tx.fetchone(f"SELECT status, version FROM jobs WHERE id = ?{tx.for_update}", job_id)
         if row is None:
             raise JobStateChanged(job_id, "there is no such job")
-        if allow is not None and row["status"] not in set(allow):
-            raise JobStateChanged(job_id, f"it is {row['status']}", status=str(row["status"]))
-        if version is not None and int(row["version"]) != version:
-            raise JobStateChanged(job_id, f"it changed since version {version} (now {row['version']})", status=str(row["status"]))
-        if fence is not None:
+        if fence is not None:  # a writer that lost its lease learns that first, whatever else changed
             held = await tx.fetchone(f"SELECT 1 AS held FROM locks WHERE name = ? AND owner = ? AND generation = ?{tx.for_update}",
                                      fence.name, fence.owner, fence.generation)
             if held is None:
                 raise LeaseLost(fence.name, fence.owner, fence.generation)
+        if allow is not None and row["status"] not in set(allow):
+            raise JobStateChanged(job_id, f"it is {row['status']}", status=str(row["status"]))
+        if version is not None and int(row["version"]) != version:
+            raise JobStateChanged(job_id, f"it changed since version {version} (now {row['version']})", status=str(row["status"]))
         return row
 
     async def guard(self, job_id: str, fence: Fence | None, allow: Iterable[str]) -> None:

@@ -41,10 +41,11 @@ import pytest
 from aiohttp import web
 
 import sandbox.graph as sandbox_graph
-from bot.storage import SqliteStorage
+from bot.storage import BotStorage
 from provisioning import EventKind, JobStatus, StepName
 from sandbox import Sandbox
 from sandbox.identity import new_secret as real_new_secret
+from store import Store, open_database
 from tests.e2e.helpers import action, inputs
 from tests.fixtures.connector import Call, Connector, card_titled
 from tests.fixtures.provisioning import make_service, service_env
@@ -320,7 +321,7 @@ class Harness:
 
     async def watch_journal(self, journal: Any) -> None:
         """Kills the bot some milliseconds after a chosen job starts a chosen step (as the journal shows it)."""
-        seq, jobs = await journal.journal.last_seq(), {}
+        seq, jobs = await journal.last_seq(), {}
         while not self.done.is_set():
             for event in await journal.events_after(seq, 500):
                 seq = event.seq
@@ -412,7 +413,7 @@ class User:
         details = await self.latest("Set up an agent: 2 of 2", after=mark)
         if s.kill_at == BETWEEN_CARDS:
             await h.kill_later(0, s.reason())  # the dialog must still be waiting on this very card
-        mark = await self.click(details, "Review plan")
+        mark = await self.click(details, "Review plan", credential="client_secret")  # the secret's lifecycle is what a kill can break
         plan = await self.latest(f"Plan for '{name}'", after=mark)
         if s.kill_at == AFTER_APPROVE and not s.variant.startswith("when"):
             asyncio.ensure_future(h.kill_later(s.kill_delay, s.reason()))
@@ -569,11 +570,12 @@ def done_in_sandbox(sandbox: Sandbox, step: StepName, bot_id: str, agent: str) -
 
 async def bot_doc(state: Path, key: str) -> dict[str, Any] | None:
     """A document from the bot's own storage, read through its Storage class (whatever the encoding)."""
-    storage = SqliteStorage(state / "state-bot.db")
+    db = open_database(str(state / "state.db"))
+    await db.open()
     try:
-        doc = (await storage.read([key])).get(key)
+        doc = (await BotStorage(Store(db).kv).read([key])).get(key)
     finally:
-        await storage.close()
+        await db.close()
     return doc if isinstance(doc, dict) else None
 
 
@@ -596,7 +598,7 @@ async def diagnose(journal: Any, state: Path, s: Setup) -> str:
 async def settle(journal: Any, state: Path, timeout: float) -> None:
     """Wait until the bot's notifier has delivered every journal event (its durable cursor is at the last one)."""
     deadline = time.monotonic() + timeout
-    last = await journal.journal.last_seq()
+    last = await journal.last_seq()
     while time.monotonic() < deadline:
         cursor = await bot_doc(state, "notifier/cursor") or {}
         if int(cursor.get("seq", 0)) >= last:

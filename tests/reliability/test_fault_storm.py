@@ -35,7 +35,7 @@ async def _setup(bot: Any, connector: Connector, sandbox: Sandbox, n: int, agent
     value = next(c["value"] for c in choice["choices"] if c["title"].startswith(agent_name))
     mark = await talk.click(user, choose, "Next", agent=value)
     details = await talk.expect("Set up an agent: 2 of 2", after=mark, timeout=60)
-    mark = await talk.click(user, details, "Review plan")
+    mark = await talk.click(user, details, "Review plan", credential="client_secret")  # the storm's leak scan is about the secret
     plan = await talk.expect(f"Plan for '{agent_name}'", after=mark, timeout=60)
     mark = await talk.click(user, plan, "Approve")
     await talk.expect("Approved: the setup is running.", after=mark, method="PUT", timeout=60)
@@ -54,12 +54,15 @@ async def _setup(bot: Any, connector: Connector, sandbox: Sandbox, n: int, agent
 async def _do_guided_step(bot: Any, sandbox: Sandbox, talk: Conversation, user: User, chat: Any, connector: Connector,
                           card: Call, secrets: list[str]) -> None:
     titles = [a.get("title") for c in card.cards for a in c.get("actions", [])]
-    if "Show client secret (once)" in titles:
-        reveal = action(card, "Show client secret (once)")
+    if "Show client secret" in titles:
+        reveal = action(card, "Show client secret")
         status, body = await bot.client.post(execute(chat, user, connector.url, card.new_id, reveal["verb"], reveal["data"]))
         assert status == 200, body
         secret = next(e["value"] for e in body["value"]["body"] if e.get("id") == "secret")
         secrets.append(secret)
+        copied = next(a for a in body["value"]["actions"] if a["title"] == "I copied it")
+        status, body = await bot.client.post(execute(chat, user, connector.url, card.new_id, copied["verb"], copied["data"]))
+        assert status == 200, body
         job_id = reveal["data"]["job"]
         job = await bot.service.get_job(job_id)
         async with sandbox_http(sandbox) as http:

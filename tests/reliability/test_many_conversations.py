@@ -82,12 +82,11 @@ async def test_concurrent_conversations_keep_their_own_dialogs(bot_factory, conn
     for chat in chats:  # nothing else was posted to any conversation
         assert len(inbox.by_conversation[chat]) == 3, [c.text[:80] for c in inbox.by_conversation[chat]]
 
-    def rows(conn: Any) -> list[tuple[str, str]]:
-        return conn.execute("SELECT key, doc FROM bot_state WHERE key LIKE 'msteams/conversations/%'").fetchall()
-
-    stored = dict(await bot.app.storage._run(rows))
-    assert {f"msteams/conversations/{chat}" for chat in chats} <= set(stored)
+    kv = bot.app.store.kv
+    keys = await kv.keys("msteams/conversations/")
+    assert {f"msteams/conversations/{chat}" for chat in chats} <= set(keys)
+    stored = await kv.read(keys)
     for chat in chats:
-        state = state_codec.loads(stored[f"msteams/conversations/{chat}"])
+        state = state_codec.loads(stored[f"msteams/conversations/{chat}"][1])
         assert state["DialogState"].dialog_stack == [], chat
     figures(conversations=count, turns=count * 3, errors=len(errors), seconds=round(seconds, 2), turns_per_s=round(count * 3 / seconds, 1))
