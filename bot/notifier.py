@@ -45,6 +45,8 @@ CURSOR_KEY = "notifier/cursor"
 LEASE = "notifier"
 GUIDED = {StepName.FEDERATED_CREDENTIAL, StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION}
 PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
+WHAT = {EventKind.JOB_COMPLETED: "completion card", EventKind.REMINDER_DUE: "reminder", EventKind.PROPAGATION_STARTED: "reminder",
+        EventKind.WAITING_FOR_OPERATOR: "card for a step you do"}  # what a dead letter says was not posted
 GUIDED_EVENTS = {EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED, EventKind.STEP_OVERRIDDEN,
                  EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE, EventKind.SECRET_TAKEN, EventKind.SECRET_EXPIRED, EventKind.STEP_STARTED}
 
@@ -193,7 +195,7 @@ class Notifier:
             for event in todo:
                 await self._check_lead()
                 job = await self.service.get_job(job_id)
-                await self._dead_letter_on_refusal(record, event.kind.value, self._special(event, job, record))
+                await self._dead_letter_on_refusal(record, WHAT.get(event.kind, "card"), self._special(event, job, record))
                 await self._change(record, lambda r, s=event.seq: setattr(r, "delivered_seq", max(r.delivered_seq, s)))
             last = events[-1].seq
             if record.progress_seq < last:

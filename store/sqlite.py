@@ -117,8 +117,9 @@ class SqliteDatabase(Database):
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         async with self._write_lock:
             tx = SqliteTx(self._writer, self)
-            await self._writer.call(lambda c: c.execute("BEGIN IMMEDIATE"))
             try:
+                # shielded: cancelled while BEGIN runs, the ROLLBACK below still runs after it (one thread, in order)
+                await asyncio.shield(self._writer.call(lambda c: c.execute("BEGIN IMMEDIATE")))
                 yield tx
             except BaseException:
                 # shielded: a cancelled caller must still leave the connection outside any transaction
