@@ -109,9 +109,16 @@ async def test_no_secret_text_in_logs_database_events_or_views(sandbox: Sandbox,
     texts += [json.dumps(e.to_dict()) for e in await service.events_after(0, 10_000)]
     texts += [json.dumps(a) for a in await service.audit_log(job.id)]
     assert not [t for t in texts if secret in t]
+    assert oct(service.settings.secret_key_file.stat().st_mode & 0o777) == "0o600"
+    if service.settings.database_url:  # PostgreSQL: every row of every table, as text
+        async with service.store.db.read() as tx:
+            tables = [r["tablename"] for r in await tx.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                rows = await tx.fetchall(f"SELECT * FROM {table}")
+                assert secret not in json.dumps(rows, default=str), table
+        return
     db = service.settings.state_db
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         if path.exists():
             assert secret.encode() not in path.read_bytes(), path
     assert oct(db.stat().st_mode & 0o777) == "0o600"
-    assert oct(service.settings.secret_key_file.stat().st_mode & 0o777) == "0o600"

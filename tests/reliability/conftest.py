@@ -27,3 +27,9 @@ def figures(request: pytest.FixtureRequest, soak: bool) -> Callable[..., None]:
         (OUT / f"{name}.json").write_text(json.dumps({"test": request.node.nodeid, "soak": soak, **values}, indent=2))
 
     return record
+
+
+@pytest.fixture
+def backend() -> dict[str, str]:
+    """This suite runs on the embedded SQLite backend only (the storage, provisioning and bot suites cover both)."""
+    return {}
