@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ from bot.conversations import ConversationStore
 from bot.errors import ConfigError
 from bot.job_actions import JobActions
 from bot.notifier import Notifier
+from bot.observability import Metrics, configure_logging
 from bot.state import SetupConversationState, SetupUserState
 from bot.storage import BotStorage
 from bot.web import create_app
 from dialogs.setup_dialog import SetupDialog
-from provisioning import ConfigurationError, ProvisioningService, Settings
+from provisioning import ConfigurationError, JobStatus, ProvisioningService, Settings
 from provisioning.config import environment
 from store import Store, open_database
 
@@ -90,7 +92,19 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
     async def notifier_alive() -> bool:
         return notifier.alive
 
-    web_app = create_app(settings=settings, adapter=adapter, bot=bot,
+    metrics = Metrics()
+    service.core.observers.append(metrics.microsoft)
+
+    async def refresh(m: Metrics) -> None:
+        counts = await store.jobs.counts()
+        for status in JobStatus:
+            m.jobs.labels(status.value).set(counts.get(status.value, 0))
+        m.notifier_backlog.set(notifier.backlog)
+        m.dead_letters.set(notifier.dead_letters)
+        m.removals_pending.set(await store.removals.pending())
+        m.leader.set(1 if notifier.fence is not None else 0)
+
+    web_app = create_app(settings=settings, adapter=adapter, bot=bot, metrics=metrics, refresh_metrics=refresh,
                          readiness={"database": store.db.ping, "provisioning": service.ready, "notifier": notifier_alive,
                                     "cards": cards_loaded},
                          on_startup=[startup], on_shutdown=[shutdown])
@@ -98,8 +112,11 @@ def build(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Microsoft call is noise; the audit log keeps request ids
+    log_format = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        sys.stderr.write(f"Configuration: LOG_FORMAT must be text or json, got '{log_format}'.\n")
+        return 2
+    configure_logging(log_format)
     try:
         app = build()
     except (ConfigError, ConfigurationError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -23,11 +24,16 @@ from botbuilder.schema import Activity
 from .adapter import SetupAdapter
 from .config import BotSettings, is_loopback
 from .errors import Unauthenticated
+from .observability import CONTENT_TYPE, Metrics, conversation
 from .wire import to_wire
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool]]
 SHUTDOWN_GRACE_S = 15.0
+
+
+async def _nothing(_metrics: Metrics) -> None:
+    return None
 
 
 class InFlight:
@@ -102,6 +108,8 @@ def create_app(
     readiness: Mapping[str, Check] | None = None,
     on_startup: Sequence[Callable[[web.Application], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[web.Application], Awaitable[None]]] = (),
+    metrics: Metrics | None = None,
+    refresh_metrics: Callable[[Metrics], Awaitable[None]] | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -123,15 +131,23 @@ def create_app(
             activity = read_activity(body, settings)
         except NotAnActivity as exc:
             return _bad(400, str(exc))
+        started, kind = time.perf_counter(), str(activity.type or "unknown")
+        conversation.set(activity.conversation.id if activity.conversation else None)
         with app[IN_FLIGHT]:
             try:
                 invoke = await adapter.handle(activity, request.headers.get("Authorization", ""), bot.on_turn)
             except Unauthenticated as exc:
                 log.info("refused an unauthenticated request: %s", exc.reason)
+                if metrics:
+                    metrics.turn(kind, started, "unauthenticated")
                 return _bad(401, f"unauthorized: {exc.reason}")
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("activity refused: %s", type(exc).__name__)
+                if metrics:
+                    metrics.turn(kind, started, "refused")
                 return _bad(400, "the activity could not be processed")
+        if metrics:
+            metrics.turn(kind, started, "ok")
         if invoke is None:
             return web.Response(status=201)
         return web.json_response(to_wire(invoke.body), status=int(invoke.status or 200))
@@ -161,6 +177,14 @@ def create_app(
     app.router.add_post("/api/messages", messages)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+    async def prometheus(_request: web.Request) -> web.Response:
+        if metrics is None:
+            return _bad(404, "metrics are not enabled")
+        body = await metrics.render(refresh_metrics or _nothing)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/metrics", prometheus)
     app.on_startup.extend(on_startup)
     app.on_shutdown.append(drain)
     app.on_shutdown.extend(on_shutdown)

@@ -30,6 +30,7 @@ from .vault import Vault
 log = logging.getLogger(__name__)
 FRESH_FOR_S = 10.0  # how long reads made at approval or confirmation may stand in for the next run's own
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job", default=None)
+last_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("microsoft_request_id", default=None)
 
 
 class Core:
@@ -44,6 +45,7 @@ class Core:
         self.dataverse: dict[str, DataverseClient] = {}
         self.operator: SandboxOperator | None = None
         self.wake: Callable[[], None] = lambda: None
+        self.observers: list[Callable[[str, int], None]] = []  # (service, HTTP status) of every Microsoft call, for metrics
         self._clients: list[httpx.AsyncClient] = []
         self._requests: dict[str, list[NewAudit]] = {}
         self._fresh: dict[str, tuple[float, dict[str, "asyncio.Future[Any]"]]] = {}
@@ -64,8 +66,11 @@ class Core:
         self._clients = [graph_client, dataverse_client]
 
         def http(service: Any, url: str, resource: str, client: httpx.AsyncClient) -> MicrosoftHttp:
+            def record(method: str, path: str, status: int, request_id: str) -> None:
+                self._record(service, method, path, status, request_id)
+
             return MicrosoftHttp(service=service, base_url=url, resource=resource, tokens=self.tokens, client=client,
-                                 retry=self.retry, on_response=self._record, sleep=self.sleep)
+                                 retry=self.retry, on_response=record, sleep=self.sleep)
 
         self.graph = GraphClient(http("graph", self.settings.graph_endpoint, self.settings.graph_resource, graph_client))
         self.dataverse = {url: DataverseClient(http("dataverse", url, url, dataverse_client), url) for url in self.settings.dataverse_urls}
@@ -101,7 +106,10 @@ class Core:
             self.wake()
         return seqs
 
-    def _record(self, method: str, path: str, status: int, request_id: str) -> None:
+    def _record(self, service: str, method: str, path: str, status: int, request_id: str) -> None:
+        last_request_id.set(request_id or None)
+        for observe in self.observers:
+            observe(service, status)
         job = current_job.get()
         if job:
             self._requests.setdefault(job, []).append(audit(SERVICE, "microsoft_request", method=method, path=path, status=status,

@@ -283,6 +283,12 @@ class Jobs:
                     out.append(snap)
         return out
 
+    async def counts(self) -> dict[str, int]:
+        """How many jobs there are in each status."""
+        async with self.db.read() as tx:
+            rows = await tx.fetchall("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
     async def finished_but_open(self, statuses: Iterable[str]) -> list[str]:
         """Jobs in `statuses` all of whose steps are finished (a crash came between the last step and completion)."""
         wanted = list(statuses)
