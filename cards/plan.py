@@ -23,6 +23,7 @@ BADGES = {
     StepAction.UPDATE: ("Update", "Warning"),
     StepAction.NO_CHANGE: ("No change", None),
     StepAction.MANUAL: ("You do this by hand", "Accent"),
+    StepAction.DELETE: ("Delete", "Attention"),
 }
 STATES = {
     "pending": None,
