@@ -12,7 +12,6 @@ import pytest
 
 import cards
 from cards.actions import Verb
-from provisioning.steps import STEPS
 from provisioning.models import (
     Actor,
     AgentRef,
@@ -31,6 +30,7 @@ from provisioning.models import (
     StepStatus,
     StepView,
 )
+from provisioning.steps import STEPS
 from sandbox.schema import CONTRACTS
 
 SCHEMA = json.loads((CONTRACTS / "adaptive-card-1.5.json").read_text())
