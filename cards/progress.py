@@ -39,7 +39,9 @@ def _line(step: StepView) -> list[Any]:
 
 
 def progress_card(card_id: str, job: JobView, *, can_retry: bool = True) -> dict[str, Any]:
-    body: list[Any] = [title(f"Setting up '{job.agent.name}': {HEADERS[job.status]}")]
+    doing = {"rotate": "Changing the credential of", "repair": "Putting back the setup of", "remove": "Removing the setup of"}.get(
+        job.request.purpose, "Setting up")
+    body: list[Any] = [title(f"{doing} '{job.agent.name}': {HEADERS[job.status]}")]
     for step in job.steps:
         if step.status != StepStatus.SKIPPED:
             body.extend(_line(step))

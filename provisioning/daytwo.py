@@ -7,7 +7,6 @@ shown, approved (as a setup is) and applied by the existing steps, so it resumes
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 from .approvals import Approvals
@@ -15,40 +14,15 @@ from .core import Core
 from .errors import JobStateError
 from .journal import audit
 from .models import CLIENT_SECRET, FEDERATED, REMOVE, REPAIR, ROTATE, Actor, JobStatus, Plan, SetupRequest, StepName
+from .setups import CHANGES, PUT_BACK, REMOVE_SETUP, ROTATE_SECRET, SWITCH_TO_FEDERATED, SetupView
 from .watch import Watch, drift_key
 
-ROTATE_SECRET, SWITCH_TO_FEDERATED, PUT_BACK, REMOVE_SETUP = "rotate", "federated", "repair", "remove"
-CHANGES = (ROTATE_SECRET, SWITCH_TO_FEDERATED, PUT_BACK, REMOVE_SETUP)
 OPEN = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value,
         JobStatus.CANCELLING.value, JobStatus.FAILED.value)
 # what "Keep the change" writes into the approved request, per app registration field
 KEEPABLE = {"signInAudience": "sign_in_audience", "web.redirectUris": "redirect_uris", "displayName": "app_display_name",
             "web.implicitGrantSettings.enableAccessTokenIssuance": "implicit_grant_access_tokens",
             "web.implicitGrantSettings.enableIdTokenIssuance": "implicit_grant_id_tokens"}
-
-
-@dataclass(frozen=True)
-class SetupView:
-    """One agent's setup as day two sees it."""
-
-    subject: str
-    job_id: str  # the job that last set it up (its conversation gets the notices)
-    status: str  # "active" or "removed"
-    agent_name: str
-    environment_name: str
-    credential: str
-    client_id: str
-    secret_expires: str  # "" for a federated credential
-    conversation: str
-    last_check_at: float | None
-    last_result: str
-    findings: tuple[dict[str, Any], ...]
-    open_job: str = ""  # a change to this setup that has not finished ("" when none)
-    open_job_purpose: str = ""
-
-    @property
-    def healthy(self) -> bool:
-        return self.status == "active" and not self.findings
 
 
 class DayTwo:

@@ -20,13 +20,14 @@ from .approvals import Approvals, RetryOutcome
 from .cancellation import Cancellation
 from .config import Settings
 from .core import Core
-from .daytwo import DayTwo, SetupView
+from .daytwo import DayTwo
 from .errors import MicrosoftApiError, ProvisioningError
 from .guided import Guided
 from .handoff import Handoff, RevealedSecret
 from .http import RetryPolicy
 from .journal import ACTIVE, SERVICE, JobRecord, audit, event, event_of, view
 from .models import Actor, AgentSummary, Event, EventKind, JobStatus, JobView, Plan, SetupRequest, StepName, StepStatus
+from .setups import SetupView
 from .steps import Step, StepContext
 from .sweeper import Sweeper, describe
 from .vault import Vault, load_keys
