@@ -77,11 +77,13 @@ def expected_of(job: JobRecord, previous: dict[str, Any] | None) -> dict[str, An
 def drift_of(plan: Plan, credential_renewed: bool) -> list[dict[str, Any]]:
     """The steps a repair would change, as findings: what was approved, what the tenant shows now."""
     found: list[dict[str, Any]] = []
+    credential_renewed = credential_renewed or any(
+        s.step == StepName.FEDERATED_CREDENTIAL and s.action == StepAction.CREATE and not s.skip_reason for s in plan.steps)
     for s in plan.steps:
         if s.skip_reason or s.action == StepAction.NO_CHANGE or s.step in NOT_DRIFT:
             continue
         if credential_renewed and s.step in FOLLOWS_NEW_CREDENTIAL:
-            continue  # a secret that is gone or expired makes these run again; the credential finding says why
+            continue  # a credential that is gone or expired makes these run again; the credential finding says why
         found.append(_finding(s))
     return found
 

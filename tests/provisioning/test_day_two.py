@@ -3,6 +3,7 @@ rotation, the switch to a federated credential, putting drift back, keeping a ch
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,40 @@ async def test_removal_refuses_an_app_registration_the_bot_did_not_make(sandbox:
         assert [a["displayName"] for a in left] == ["Someone else's app"]
     finally:
         await svc.close()
+
+
+async def test_a_removed_federated_credential_is_drift(sandbox: Sandbox, service: ProvisioningService) -> None:
+    subject = await set_up(service, sandbox, credential="federated")
+    app = our_app(await tenant(sandbox))
+    name = app["federatedIdentityCredentials"][0]["name"]
+    await sandbox_call(sandbox, "DELETE", f"applications/{app['appId']}/federatedIdentityCredentials/{name}")
+    setup = await service.check_setup(subject)
+    assert [f["step"] for f in setup.findings] == [StepName.FEDERATED_CREDENTIAL.value], setup.findings
+    await apply(service, subject, "repair")
+    assert len(our_app(await tenant(sandbox))["federatedIdentityCredentials"]) == 1
+    assert (await service.check_setup(subject)).healthy
+
+
+async def test_with_two_instances_one_watch_sends_each_notice_once(sandbox: Sandbox, tmp_path: Path, backend: dict[str, str]) -> None:
+    """The watch runs under the "watch" lease: two instances on one database, checking every half second."""
+    shared = tmp_path / "shared"
+    first = make_service(sandbox, shared, WATCH_INTERVAL="0.5s", **backend)
+    second = make_service(sandbox, shared, WATCH_INTERVAL="0.5s", **backend)
+    await first.start()
+    await second.start()
+    try:
+        await set_up(first, sandbox, secret_lifetime_days=60)
+        await sandbox.set_clock_offset(55 * DAY)
+        for _ in range(100):
+            if await kinds(first, EventKind.SECRET_EXPIRING):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # several passes of both instances
+        notices = await kinds(first, EventKind.SECRET_EXPIRING)
+        assert [n.data["threshold"] for n in notices] == [7], "one notice (the most urgent), from one instance"
+        checks = [a for a in await first.audit_log(notices[0].job_id) if a["action"] == "checked"]
+        assert len(checks) == 1
+    finally:
+        await sandbox.set_clock_offset(0)
+        await first.close()
+        await second.close()
