@@ -133,6 +133,9 @@ async def test_plan_and_completion_cards_fit_a_wide_and_a_narrow_window(page: An
     await page.get_by_label("App registration name").last.fill(DISPLAY_NAME)
     await page.get_by_label("Redirect URIs (one per line)").last.fill("\n".join(REDIRECT_URIS))
     await page.get_by_role("checkbox", name="Connect the agent to Dynamics 365 Customer Service").last.uncheck()  # the name is over 30
+    # the client secret, so that the completion card carries the longest line (the secret's expiry); the federated
+    # default's completion card is measured in test_credential_paths.py
+    await page.get_by_role("radio", name=re.compile(r"^Client secret")).last.check()
     await page.get_by_role("button", name="Review plan").last.click()
     await expect(page.get_by_text(f"Plan for '{AGENT}'").last).to_be_visible(timeout=20_000)
 
@@ -141,6 +144,7 @@ async def test_plan_and_completion_cards_fit_a_wide_and_a_narrow_window(page: An
         assert [t for t in shown if uri in t], f"{uri} is not whole in one element of the plan card"
     assert DISPLAY_NAME in "\n".join(shown)
     assert "Who can sign in: Accounts in any organization" in shown
+    assert "Create: Client secret" in shown and [t for t in shown if t.startswith("Federated credential: skipped")], shown
     assert not [t for t in shown if "web.redirectUris" in t], "Graph's property paths show only under Details"
     details = await check(page, f"Plan for '{AGENT}'", "plan-details", details="Microsoft Graph and Dataverse properties")
     assert [t for t in details if t.startswith("web.redirectUris")], "Details shows Graph's property paths"

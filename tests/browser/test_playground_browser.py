@@ -96,12 +96,13 @@ async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:
     await page.get_by_label("App registration name").last.fill("Contoso Support auth")
     await page.get_by_role("button", name="Review plan").last.click()
     await expect(page.get_by_text("Plan for", exact=False).last).to_be_visible(timeout=20_000)
+    await expect(page.get_by_text("Create: Federated credential", exact=False).last).to_be_visible()  # the default credential
     await shot(page, "3-plan")
     await page.get_by_role("button", name="Approve").last.click()
     await expect(page.get_by_text("Approved: the setup is running.").last).to_be_visible(timeout=20_000)
-    await expect(page.get_by_text("Your turn: Copilot Studio", exact=False).last).to_be_visible(timeout=30_000)
+    await expect(page.get_by_text("Your turn: Federated credential", exact=False).last).to_be_visible(timeout=30_000)
     await shot(page, "4-guided-step")
-    for step in ("Copilot Studio", "Web channel", "Connect to Dynamics 365"):
+    for step in ("Federated credential", "Copilot Studio: authenticate manually", "Web channel", "Connect to Dynamics 365"):
         await expect(page.get_by_text(f"Your turn: {step}", exact=False).last).to_be_visible(timeout=30_000)
         await page.get_by_role("button", name="Do it in the sandbox (emulated Copilot Studio)").last.click()
     await expect(page.get_by_text("'Contoso Support' is set up").last).to_be_visible(timeout=40_000)
