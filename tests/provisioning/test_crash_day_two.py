@@ -37,7 +37,7 @@ async def drive(watcher, env: dict[str, str], command: list[str], guided: str, k
     killed, seq = await run_watched(watcher, env, ["--as", "riley", *command, "--yes"], kill_at, seq)
     if killed:
         _, seq = await run_watched(watcher, env, ["resume", "--until-idle"], None, seq)
-    job_id = (await watcher.list_jobs())[-1].id
+    job_id = next(j.id for j in await watcher.list_jobs() if j.request.purpose != "setup")  # the change's job
     hit, seq = await run_watched(watcher, env, ["--as", "riley", "confirm-step", job_id, guided, "--sandbox"], None if killed else kill_at, seq)
     killed = killed or hit
     _, seq = await run_watched(watcher, env, ["resume", "--until-idle"], None, seq)
