@@ -196,6 +196,8 @@ async def test_a_person_rotates_an_expiring_client_secret_from_the_expiry_card(s
             await move_clock(sandbox, 151 * DAY)  # 29 days left of the default 180
             expiry = f"Client secret of '{AGENT}' expires soon"
             await expect(page.get_by_text(expiry).last).to_be_visible(timeout=30_000)
+            await expect(card(page, expiry)).to_be_in_viewport(timeout=5_000)  # the chat scrolled to it: a person sees it arrive
+            await page.screenshot(path=str(OUT / "rotation-2-expiry-chat.png"))
             texts = await shown(page, expiry, "rotation-2-expiry-card")
             assert f"The client secret of '{AGENT}' expires in 29 days." in texts, texts
             assert [t for t in texts if re.match(r"It expires \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d UTC \(by Microsoft Entra's clock\)\. "
@@ -225,6 +227,7 @@ async def test_a_person_rotates_an_expiring_client_secret_from_the_expiry_card(s
 
             finished = f"'{AGENT}' signs in with its new credential"
             await expect(page.get_by_text(finished).last).to_be_visible(timeout=40_000)
+            await expect(card(page, finished)).to_be_in_viewport(timeout=5_000)
             texts = await shown(page, finished, "rotation-7-completed")
             assert [t for t in texts if "Removed the old credential, after Copilot Studio used the new one" in t], texts
             await shown(page, progress, "rotation-8-progress-finished")
