@@ -289,7 +289,8 @@ class Notifier:
             portal = self.service.settings.sandbox_portal_url
             plan = plan_from_dict((await self.service.load(job.id)).plan)
             card = cards.completion_card(job, entra_url=entra_link(client_id, portal), copilot_url=copilot_link(job.agent.bot_id, portal), plan=plan)
-            await self._post(record, card, mention=record.requester_actor.name or "requester")
+            said = "the setup is done." if job.request.purpose == "setup" else "the change is done."
+            await self._post(record, card, mention=record.requester_actor.name or "requester", say=said)
             await self._change(record, lambda r: setattr(r, "completed", True))
 
     async def _day_two(self, event: Event, job: JobView, record: JobConversation) -> None:
@@ -304,7 +305,8 @@ class Notifier:
         else:
             card = cards.resolved_card(name)
         await self._change(record, lambda r: setattr(r, "notice_cards", [*r.notice_cards, card_id][-30:]))
-        await self._post(record, card)
+        said = event.message[:1].lower() + event.message[1:]
+        await self._post(record, card, mention=record.requester_actor.name or "requester", say=said)
 
     async def _progress(self, record: JobConversation, job: JobView) -> None:
         await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
@@ -323,12 +325,13 @@ class Notifier:
         TurnContext.apply_conversation_reference(activity, reference)
         return activity, reference
 
-    async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None) -> str:
+    async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None, say: str = "the setup is done.") -> str:
+        """`mention`: @mention the requester with `say` (the notification and chat-list preview read it)."""
         activity, reference = self._activity(record, card)
         if mention:
             requester = record.requester_actor
             account = ChannelAccount(id=record.requester_account or requester.id, name=requester.name)
-            activity.text = f"<at>{requester.name or 'requester'}</at>, the setup is done."
+            activity.text = f"<at>{requester.name or 'requester'}</at>, {say}"
             activity.entities = [Mention(mentioned=account, text=f"<at>{requester.name or 'requester'}</at>", type="mention")]
         client = await self.connectors.create(reference.service_url)
         response = await client.conversations.send_to_conversation(reference.conversation.id, activity)

@@ -36,7 +36,7 @@ def completion_card(job: JobView, *, entra_url: str, copilot_url: str, plan: Pla
 
 
 # What each step did, in the past tense, by the action the approved plan gave it (None: the plan is not known).
-_PAST: dict[str, dict[StepAction | None, str]] = {
+_PAST: dict[str, dict[StepAction | str | None, str]] = {  # by action, or by the job's purpose where that says more
     "app_registration": {StepAction.CREATE: "Created the app registration {name}", StepAction.UPDATE: "Updated the app registration {name}",
                          StepAction.NO_CHANGE: "Kept the app registration {name}: it was already as requested",
                          None: "Set up the app registration {name}"},
@@ -47,6 +47,7 @@ _PAST: dict[str, dict[StepAction | None, str]] = {
     "service_principal": {StepAction.CREATE: "Created the app's service principal in this tenant",
                           StepAction.NO_CHANGE: "Kept the app's service principal in this tenant", None: "Set up the app's service principal in this tenant"},
     "copilot_authentication": {StepAction.NO_CHANGE: "Copilot Studio already authenticated manually with Microsoft Entra ID",
+                               "rotate": "Copilot Studio uses the new credential (checked in Dataverse)",
                                None: "Set Copilot Studio to authenticate manually with the app (checked in Dataverse)"},
     "publish": {StepAction.NO_CHANGE: "The published agent already used manual authentication", None: "Published the agent{published}"},
     "secured_access": {None: "Turned on secured access for the web channel{since}"},
@@ -113,7 +114,7 @@ def _done(job: JobView, step: StepView, action: StepAction | None) -> list[Any]:
     if wording is None:  # a step this card does not know yet: its own words
         return [text(f"✓ {step.step.label}: {step.message}" if step.message else f"✓ {step.step.label}")]
     out = step.outputs
-    line = (wording.get(action) or wording[None]).format(
+    line = (wording.get(job.request.purpose) or wording.get(action) or wording[None]).format(
         name=_name(name, job, out), expires=f", expires {utc(out['secret_expires'])}" if out.get("secret_expires") else "",
         published=f" on {utc(out['published_on'])}" if out.get("published_on") else "",
         since=f", in effect since {utc(step.due_at)}" if step.due_at else "",

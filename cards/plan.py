@@ -192,7 +192,10 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
         if check.advice:
             body.append(text(f"{check.message} {check.remedy}".strip(), color="Warning"))
     if STATES.get(state):
-        body.append(ac.TextBlock(text=STATES[state] or "", weight="Bolder", wrap=True, color="Attention" if state in ("stale", "refused") else "Good"))
+        said = STATES[state] or ""
+        if plan.request.purpose != "setup":
+            said = said.replace("the setup is running", "the change is running")
+        body.append(ac.TextBlock(text=said, weight="Bolder", wrap=True, color="Attention" if state in ("stale", "refused") else "Good"))
     if note:
         body.append(text(note))
     actions: list[Any] = []
