@@ -43,13 +43,23 @@ from aiohttp import web
 import sandbox.graph as sandbox_graph
 from bot.conversations import ConversationStore
 from bot.storage import BotStorage
-from provisioning import EventKind, JobStatus
+from provisioning import JobStatus, StepName
 from sandbox import Sandbox
 from sandbox.identity import new_secret as real_new_secret
 from tests.fixtures.connector import Connector, card_titled
 from tests.fixtures.provisioning import make_service, service_env
 from tests.fixtures.sandbox import sandbox_http
-from tests.reliability.test_bot_kill import GUIDED, NOT_INHERITED, WAIT, BotProcess, Lost, Setup, User, free_port
+from tests.reliability.test_bot_kill import (
+    GUIDED,
+    NOT_INHERITED,
+    WAIT,
+    BotProcess,
+    Lost,
+    Setup,
+    User,
+    buttons,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIDENCE = ROOT / "test-output" / "reliability"
@@ -58,6 +68,7 @@ INSTANCES = 3
 SETUPS = 20
 PARALLEL = 6  # setups in flight at once
 MIN_KILLS = 8
+MAX_RANDOM_KILLS = 12  # during the setups: every restart costs a couple of seconds on a busy machine
 LEASE_TTL_S = 5.0  # the job leases' TTL, and (app.py's floor) the notifier's
 FAILOVER_TARGET_S = LEASE_TTL_S + 5.0
 CRASH_WINDOW_S = 0.5
@@ -212,7 +223,7 @@ class Fleet:
     async def random_kills(self, journal: Any) -> None:
         """kill -9 at random moments, restarted at once: of a random instance, or of the one posting to Teams, or of one
         running a job (whose lease it resumes at once when it is back)."""
-        while not self.done.is_set():
+        for _ in range(MAX_RANDOM_KILLS):
             try:
                 await asyncio.wait_for(self.done.wait(), self.rng.uniform(1.0, 3.0))
                 return
@@ -232,16 +243,30 @@ class Fleet:
             self.kill(target, why)
 
     def crash_window(self, chat: str, words: str) -> str:
-        """Why a card may rightly be in a chat twice: the instance that posted the first copy was killed right after it
-        reached Teams, before it could record that. Empty if not."""
-        first = next(((when, who) for when, conversation, body, who in self.arrivals if conversation == chat and words in body), None)
-        if first is None:
-            return ""
-        when, who = first
-        suspects = [i for i in self.instances if i.name == who] if who != "?" else self.instances
-        close = [(k - when, i.name) for i in suspects for k in i.kill_times if -0.25 <= k - when <= CRASH_WINDOW_S]
-        return (f"{close[0][1]} posted the first copy and was killed {close[0][0] * 1000:+.0f} ms from when it reached Teams"
-                if close else "")
+        """Why a card may rightly be in a chat more than once: the instance that posted each copy but the last was killed
+        right after that copy reached Teams, before it could record it. Empty if any copy but the last has no such kill."""
+        copies = [(when, who) for when, conversation, body, who in self.arrivals if conversation == chat and words in body]
+        excuses = []
+        for when, who in copies[:-1]:
+            suspects = [i for i in self.instances if i.name == who] if who != "?" else self.instances
+            close = [(k - when, i.name) for i in suspects for k in i.kill_times if -0.25 <= k - when <= CRASH_WINDOW_S]
+            if not close:
+                return ""
+            excuses.append(f"{close[0][1]} was killed {close[0][0] * 1000:+.0f} ms from when its copy reached Teams")
+        return "; ".join(excuses)
+
+    def timeline(self) -> str:
+        """Every Bot Connector call: when, who made it, what it was (for the evidence of a failure)."""
+        lines = []
+        for when, method, chat, text, who in self.calls:
+            try:
+                body = json.loads(text) if text else {}
+            except ValueError:
+                body = {}
+            found = [a.get("content", {}) for a in body.get("attachments") or []]
+            heading = str(found[0].get("body", [{}])[0].get("text", "")) if found and found[0].get("body") else str(body.get("text", ""))
+            lines.append(f"{when - self.began:7.2f}s {who:6} {method:4} {chat[-18:]} {heading[:100]}")
+        return "\n".join(lines)
 
 
 def kills(instances: list[Instance]) -> list[str]:
@@ -303,36 +328,59 @@ async def finish(user: User, approved: int) -> None:
     user.approved_at = approved
 
 
-async def job_failover(fleet: Fleet, journal: Any, user: User) -> float:
-    """Kill the instance running the user's job (it stays down) while a step runs; seconds until a new event of the job."""
+async def job_failover(fleet: Fleet, journal: Any, sandbox: Sandbox, user: User) -> float:
+    """Kill the instance running the user's job (it stays down) the instant the sandbox has created the job's app
+    registration, before that instance hears back (so it dies inside a step, holding the job's lease); seconds until a
+    new event of the job appears (another instance took the lease over and resumed the job)."""
     plan, _ = await to_plan(user)
-    approved = len(user.connector.calls)
-    clicking = asyncio.ensure_future(user.click(plan, "Approve"))
-    deadline = time.monotonic() + WAIT
-    job = None
-    while job is None or not [e for e in await job_events(journal, job.id, 0) if e.kind == EventKind.STEP_STARTED]:
-        assert time.monotonic() < deadline, "the fail-over job started no step"
-        await asyncio.sleep(0.02)
+    display = f"{user.setup.agent} - Copilot auth"
+    killed: list[tuple[float, str, str, Instance]] = []  # (when, job id, lease owner, the instance killed)
+    trouble: list[str] = []
+    store = sandbox.store
+    original = store.put
+
+    async def put(kind: str, oid: str, doc: dict[str, Any]) -> None:
+        await original(kind, oid, doc)
+        if killed or trouble or kind != "application" or doc.get("displayName") != display:
+            return
         job = await job_of(journal, user.chat.id)
-    held = await holder(journal, f"job:{job.id}")
-    assert held is not None and held[1] > time.time(), f"nobody held job {job.id[:8]}'s lease while it ran a step: {held}"
-    victim = next(i for i in fleet.instances if held[0] == f"worker@{i.name}")
-    assert victim.down_for_good(f"holds job {job.id[:8]}'s lease, running a step")
-    killed = time.monotonic()
+        held = await holder(journal, f"job:{job.id}") if job else None
+        victim = next((i for i in fleet.instances if held and held[1] > time.time() and held[0] == f"worker@{i.name}"), None)
+        if job is None or held is None or victim is None:
+            trouble.append(f"nobody held the job's lease while the sandbox created its app registration: {held}")
+        elif not victim.down_for_good(f"holds job {job.id[:8]}'s lease; the sandbox has just created its app registration"):
+            trouble.append(f"{victim.name} held the job's lease but was down already")
+        else:
+            killed.append((time.monotonic(), job.id, held[0], victim))
+
+    store.put = put  # type: ignore[method-assign]
+    approved = len(user.connector.calls)
+    try:
+        await user.click(plan, "Approve")
+        deadline = time.monotonic() + WAIT
+        while not killed:
+            assert not trouble, trouble[0]
+            assert time.monotonic() < deadline, "the fail-over job never created its app registration"
+            await asyncio.sleep(0.02)
+    finally:
+        store.put = original  # type: ignore[method-assign]
+    when, job_id, owner, victim = killed[0]
     await victim.proc.wait()  # type: ignore[union-attr]
     await asyncio.sleep(0.3)  # a commit it sent just before dying has landed by now
-    still = await holder(journal, f"job:{job.id}")
-    assert still is not None and still[0] == held[0], (
-        f"{victim.name}'s run of the job ended before the kill (lease now {still}): no fail-over to measure")
-    before = max(e.seq for e in await job_events(journal, job.id, 0))
+    still = await holder(journal, f"job:{job_id}")
+    assert still is not None and still[0] == owner, f"{victim.name} died inside a step, yet the job's lease is {still}"
+    seq = max(e.seq for e in await job_events(journal, job_id, 0))
     deadline = time.monotonic() + 3 * FAILOVER_TARGET_S
-    while not await job_events(journal, job.id, before):
-        assert time.monotonic() < deadline, f"no instance resumed job {job.id[:8]} within {3 * FAILOVER_TARGET_S:.0f} s"
+    while True:
+        page = await journal.events_after(seq, 500)
+        if any(e.job_id == job_id for e in page):
+            break
+        seq = page[-1].seq if page else seq
+        assert time.monotonic() < deadline, f"no instance resumed job {job_id[:8]} within {3 * FAILOVER_TARGET_S:.0f} s"
         await asyncio.sleep(0.02)
-    seconds = time.monotonic() - killed
-    now = await holder(journal, f"job:{job.id}")
-    assert now is not None and now[0] != held[0], f"the job moved on, but its lease is {now} (was {held[0]})"
-    await clicking
+    seconds = time.monotonic() - when
+    now = await holder(journal, f"job:{job_id}")
+    assert now is None or now[0] != owner, f"the job moved on, yet its lease is still {owner}'s"
     await finish(user, approved)
     return seconds
 
@@ -489,7 +537,7 @@ async def test_three_instances_on_one_postgresql_survive_random_kills_and_fail_o
             problems.append(str(exc))
 
         # ---- phase 2: fail-over, the killed instance left down ----------------------------------------------------
-        for what, run in (("job", lambda u: job_failover(fleet, journal, u)), ("notifier", lambda u: notifier_failover(fleet, journal, u))):
+        for what, run in (("job", lambda u: job_failover(fleet, journal, sandbox, u)), ("notifier", lambda u: notifier_failover(fleet, journal, u))):
             user = users[SETUPS] if what == "job" else users[SETUPS + 1]
             try:
                 result = await run(user)
@@ -522,9 +570,11 @@ async def test_three_instances_on_one_postgresql_survive_random_kills_and_fail_o
             EVIDENCE.mkdir(parents=True, exist_ok=True)
             for instance in instances:
                 (EVIDENCE / f"instances-{SEED}-{instance.name}.log").write_bytes(instance.log_path.read_bytes())
+            (EVIDENCE / f"instances-{SEED}-teams.txt").write_text(fleet.timeline())
         assert not problems, (f"{len(problems)} problems (instance logs: {EVIDENCE}/instances-{SEED}-*.log):\n" + "\n".join(problems)
                               + "\noddities the users saw: " + ("\n  ".join(notes) or "none") + context())
         assert set(failover) >= {"job", "notifier"}, context()
+        assert all(i.served and i.kills for i in instances), context()  # every instance answered Teams and was killed
         print("oddities the users saw: " + ("\n  ".join(notes) or "none") + context())  # shown with -s / -rP
     finally:
         fleet.done.set()
@@ -607,9 +657,27 @@ async def check_cards(fleet: Fleet, journal: Any, users: list[User]) -> list[str
                 problems.append(f"setup {s.n} ({s.agent}): the {what} was posted {count} times (arrived {arrived})")
         if [c for c in fleet.connector.calls if c.conversation_id != s.chat_id and f"'{s.agent}'" in c.text]:
             problems.append(f"setup {s.n} ({s.agent}): messages about it went to another chat")
-        if user.approved_at >= 0:
-            s.notes += [n for n in user.stale_cards() if "progress card" not in n]
+        if user.approved_at >= 0 and record is not None:
+            s.notes += stale_guided_cards(fleet, user, record)
     return problems
+
+
+def stale_guided_cards(fleet: Fleet, user: User, record: Any) -> list[str]:
+    """Guided-step cards of a finished setup that still offer their buttons: the one the bot recorded for the step (it
+    was never updated), or a copy it did not record (posted again after a kill)."""
+    notes = []
+    recorded = {StepName(step).label: ids[0] for step, ids in record.guided.items() if ids}
+    for card in user.posts("Your turn: ", user.approved_at):
+        if not buttons(card):
+            continue
+        heading = str(card.cards[0]["body"][0].get("text", ""))
+        label = heading.removeprefix("Your turn: ")
+        if recorded.get(label) == (card.activity_id if card.method == "PUT" else card.new_id):
+            notes.append(f"the card '{heading}' the bot recorded still offers its buttons")
+        else:
+            excuse = fleet.crash_window(user.chat.id, heading) or "no kill near its post"
+            notes.append(f"an unrecorded copy of the card '{heading}' still offers its buttons ({excuse})")
+    return notes
 
 
 async def secret_scan(made: list[str], total: int, instances: list[Instance], connector: Connector, state: Path, journal: Any) -> list[str]:
