@@ -562,6 +562,7 @@ async def test_three_instances_on_one_postgresql_survive_random_kills_and_fail_o
         problems += await secret_scan(made, len(everyone), instances, connector, state, journal)
 
         notes = [f"setup {s.n}: {note}" for s in everyone for note in s.notes]
+        (tmp_path / "teams.txt").write_text(fleet.timeline())  # beside the instance logs, for a look after a run
         figures(seed=SEED, instances=INSTANCES, setups=len(everyone), lease_ttl_s=LEASE_TTL_S, failover_target_s=FAILOVER_TARGET_S,
                 failover_s=failover, kills=kills(instances), skipped_kills=fleet.skipped, redeliveries=teams.redeliveries,
                 served={i.name: i.served for i in instances}, lost=sum(1 for s in everyone if s.lost), problems=problems,
