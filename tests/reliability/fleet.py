@@ -195,18 +195,24 @@ class Fleet:
                     why = f"at a random moment, holding the {owners[target.name].split(':')[0]} lease"
             self.kill(target, why)
 
+    def _killed_after(self, when: float, who: str) -> str:
+        """The kill of the instance that made a post arriving at `when`, within moments of it; "" if none."""
+        suspects = [i for i in self.instances if i.name == who] if who != "?" else self.instances  # "?": gone already
+        close = [(k - when, i.name) for i in suspects for k in i.kill_times if -0.25 <= k - when <= CRASH_WINDOW_S]
+        return f"{close[0][1]} was killed {close[0][0] * 1000:+.0f} ms from when its copy reached Teams" if close else ""
+
     def crash_window(self, chat: str, words: str) -> str:
         """Why a card may rightly be in a chat more than once: the instance that posted each copy but the last was killed
         right after that copy reached Teams, before it could record it. Empty if any copy but the last has no such kill."""
         copies = [(when, who) for when, conversation, body, who in self.arrivals if conversation == chat and words in body]
-        excuses = []
-        for when, who in copies[:-1]:
-            suspects = [i for i in self.instances if i.name == who] if who != "?" else self.instances
-            close = [(k - when, i.name) for i in suspects for k in i.kill_times if -0.25 <= k - when <= CRASH_WINDOW_S]
-            if not close:
-                return ""
-            excuses.append(f"{close[0][1]} was killed {close[0][0] * 1000:+.0f} ms from when its copy reached Teams")
-        return "; ".join(excuses)
+        excuses = [self._killed_after(when, who) for when, who in copies[:-1]]
+        return "" if not all(excuses) else "; ".join(excuses)
+
+    def unrecorded(self, chat: str, words: str) -> str:
+        """Why a card the bot has no record of may rightly be in a chat: the instance that posted a copy of it was killed
+        right after it reached Teams. Empty if no copy was."""
+        copies = [(when, who) for when, conversation, body, who in self.arrivals if conversation == chat and words in body]
+        return next((excuse for when, who in copies if (excuse := self._killed_after(when, who))), "")
 
     def timeline(self) -> str:
         """Every Bot Connector call: when, who made it, what it was (for the evidence of a failure)."""

@@ -287,7 +287,7 @@ def stale_guided_cards(fleet: Fleet, user: User, record: Any) -> list[str]:
         if recorded.get(label) == (card.activity_id if card.method == "PUT" else card.new_id):
             notes.append(f"the card '{heading}' the bot recorded still offers its buttons")
         else:
-            excuse = fleet.crash_window(user.chat.id, heading) or "no kill near its post"
+            excuse = fleet.unrecorded(user.chat.id, heading) or "NO kill near any of its posts"
             notes.append(f"an unrecorded copy of the card '{heading}' still offers its buttons ({excuse})")
     return notes
 
