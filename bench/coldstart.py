@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -110,7 +111,7 @@ def profile(bot: BotProcess, connector_url: str, out: Path) -> dict[str, Any]:
 def what_ifs(procs: list[BotProcess], starts: int, connector_url: str) -> dict[str, dict[str, dict[str, float]]]:
     """Median /healthz and first turn per backend and variant, and the echo bot's, all interleaved."""
     echo = next(p for p in procs if p.name == "echo")
-    samples: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    samples: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for _ in range(starts):
         for p in procs:
             variants = [""] if p is echo else list(VARIANTS)
@@ -119,9 +120,18 @@ def what_ifs(procs: list[BotProcess], starts: int, connector_url: str) -> dict[s
                 argv = None if p is echo else [PY, "-m", "bench.variants.setup"]
                 p.start(first_turn_to=connector_url, extra_env=env, argv=argv)
                 p.stop()
-                samples.setdefault(p.name, {}).setdefault(variant or "-", []).append((p.cold_start_s, p.first_turn_s))
-    return {bot: {v: {"healthz_s": statistics.median(x[0] for x in xs), "first_turn_s": statistics.median(x[1] for x in xs)}
+                samples.setdefault(p.name, {}).setdefault(variant or "-", []).append((p.cold_start_s, p.first_turn_s, p.first_turn_cpu_s))
+    return {bot: {v: {"healthz_s": statistics.median(x[0] for x in xs), "first_turn_s": statistics.median(x[1] for x in xs),
+                      "first_turn_cpu_s": statistics.median(x[2] for x in xs)}
                   for v, xs in by_variant.items()} for bot, by_variant in samples.items()}
+
+
+def pg_open(url: str, runs: int) -> dict[str, float]:
+    """bench.pg_open `runs` times (fresh interpreters); the median of each step."""
+    env = {**os.environ, "BENCH_DATABASE_URL": url}
+    out = [json.loads(subprocess.run([PY, "-m", "bench.pg_open"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                     check=True, timeout=60).stdout) for _ in range(runs)]
+    return {k: statistics.median(o[k] for o in out) for k in out[0]}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -132,14 +142,20 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("what_ifs"):
         echo = result["what_ifs"]["echo"]["-"]
         lines += ["", f"What-ifs (bench/variants/setup.py; median of {result['starts']} interleaved starts; echo: /healthz "
-                  f"{echo['healthz_s']:.3f} s, first turn {echo['first_turn_s']:.3f} s):", "",
-                  "| bot | variant | /healthz s | ×echo | first turn s | ×echo |", "|---|---|---|---|---|---|"]
+                  f"{echo['healthz_s']:.3f} s, first turn {echo['first_turn_s']:.3f} s, CPU to it {echo['first_turn_cpu_s']:.3f} s):", "",
+                  "| bot | variant | /healthz s | ×echo | first turn s | ×echo | CPU s to first turn | ×echo |", "|---|---|---|---|---|---|---|---|"]
         for bot, by_variant in result["what_ifs"].items():
             if bot == "echo":
                 continue
             for variant, t in by_variant.items():
                 lines.append(f"| {bot} | {variant} | {t['healthz_s']:.3f} | {t['healthz_s'] / echo['healthz_s']:.2f} | "
-                             f"{t['first_turn_s']:.3f} | {t['first_turn_s'] / echo['first_turn_s']:.2f} |")
+                             f"{t['first_turn_s']:.3f} | {t['first_turn_s'] / echo['first_turn_s']:.2f} | "
+                             f"{t['first_turn_cpu_s']:.3f} | {t['first_turn_cpu_s'] / echo['first_turn_cpu_s']:.2f} |")
+    if result.get("pg_open"):
+        o = result["pg_open"]
+        lines += ["", f"Opening the PostgreSQL store (bench/pg_open.py, median of {result['starts']} fresh interpreters): import "
+                  f"{o['import_s']:.3f} s; one connection (TCP, TLS, SCRAM) {o['connect_s']:.3f} s; `PostgresDatabase.open()` on a "
+                  f"migrated database {o['open_s']:.3f} s."]
     lines += ["", "Import self time, process start → first turn answered (`-X importtime`, one start):", ""]
     for name, imp in result["imports"].items():
         packages = ", ".join(f"{k} {v:.3f}" for k, v in list(imp["by_package_s"].items())[:12])
@@ -180,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             result["imports"] = {p.name: import_times(p, connector_url, state / f"{p.name}-importtime.log") for p in procs}
             result["profiles"] = {p.name: profile(p, connector_url, args.out) for p in procs}
             result["starts"] = args.starts
+            result["pg_open"] = pg_open(next(p for p in procs if p.name == "setup-postgres").env["DATABASE_URL"], args.starts)
             result["what_ifs"] = what_ifs(procs, args.starts, connector_url) if args.what_ifs else {}
         finally:
             for p in procs:

@@ -48,6 +48,7 @@ class BotProcess:
     proc: subprocess.Popen[bytes] | None = None
     cold_start_s: float = 0.0
     first_turn_s: float = 0.0
+    first_turn_cpu_s: float = 0.0  # CPU the process (and its children) had used when the first turn was answered
     spawned_at: float = 0.0  # time.monotonic() (CLOCK_MONOTONIC: comparable with the child's clock)
 
     @property
@@ -77,6 +78,7 @@ class BotProcess:
                         if first_turn_to:
                             self._first_turn(first_turn_to)
                             self.first_turn_s = time.perf_counter() - started
+                            self.first_turn_cpu_s = self._cpu_seconds()
                         return
             except OSError:
                 time.sleep(0.005)
@@ -89,6 +91,20 @@ class BotProcess:
         with urllib.request.urlopen(request, timeout=60) as r:
             if not 200 <= r.status < 300:
                 raise RuntimeError(f"{self.name}: first turn answered {r.status}")
+
+    def _cpu_seconds(self) -> float:
+        """User + system CPU of the process and its descendants (a profiler's child, say): unlike wall time, barely
+        moved by other work on the machine."""
+        assert self.proc
+        main = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [main, *main.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+        return total
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -37,7 +37,8 @@ def _targets(r: dict[str, Any], b: str) -> list[tuple[str, bool, str]]:
         ("p99 at 64 ≤ ⅓ of echo's", p99 <= 1 / 3, f"{p99:.2f}× ({me[64]['p99_ms']:.0f} vs {echo[64]['p99_ms']:.0f} ms)"),
         ("CPU per turn ≤ ¼ of echo's (worst concurrency)", cpu_echo <= 0.25, f"{cpu_echo:.2f}× echo, {cpu_bare:.1f}× bare"),
         ("first turn after a cold start ≤ 1.0× echo's", first <= 1.0,
-         f"{first:.2f}× ({r['first_turn'][b]:.3f} vs {r['first_turn']['echo']:.3f} s)"),
+         f"{first:.2f}× ({r['first_turn'][b]:.3f} vs {r['first_turn']['echo']:.3f} s); CPU to it "
+         f"{r['first_turn_cpu'][b] / r['first_turn_cpu']['echo']:.2f}×"),
         ("cold start (/healthz) ≤ 1.2× echo's", cold <= 1.2, f"{cold:.2f}×"),
         ("open descriptors flat under load", me[64]["fds_after"] <= me[1]["fds_before"] + 8, fds),
         ("RSS ≤ 100 MB after 1,000 conversations", rss <= 100, f"{rss:.0f} MB"),
@@ -66,14 +67,15 @@ def markdown(results: dict[str, Any], checked: list[Verdict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(results, name, conc) for name in BOTS for conc in results[name]]
-    lines += ["", "| bot | cold start s (median; each start) | first turn s (median; each start) | RSS MB after 1,000 conversations | errors |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| bot | cold start s (median; each start) | first turn s (median; each start) | CPU s to first turn | "
+              "RSS MB after 1,000 conversations | errors |", "|---|---|---|---|---|---|"]
     fmt: Callable[[list[float]], str] = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
     for name in BOTS:
         c = results["conversations"][name]
         errors = sum(c["errors"].values()) + sum(sum(results[name][k]["errors"].values()) for k in results[name])
         lines.append(f"| {name} | {results['cold'][name]:.3f} ({fmt(results['cold_samples'][name])}) | "
                      f"{results['first_turn'][name]:.3f} ({fmt(results['first_turn_samples'][name])}) | "
+                     f"{results['first_turn_cpu'][name]:.3f} | "
                      f"{c['rss_mb']:.0f} ({c['conversations_used']} conversations) | {errors} |")
     lines += ["", "| `/setup copilot` → its card (one turn, reply included) | sqlite p50 ms | sqlite p99 ms | postgres p50 ms | postgres p99 ms |",
               "|---|---|---|---|---|"]

@@ -71,14 +71,17 @@ def cold_starts(procs: list[BotProcess], starts: int, connector_url: str) -> dic
     """Interleaved starts (bare, echo, setup-sqlite, setup-postgres, bare, ...): /healthz, then the first turn."""
     samples: dict[str, list[float]] = {p.name: [] for p in procs}
     firsts: dict[str, list[float]] = {p.name: [] for p in procs}
+    cpu: dict[str, list[float]] = {p.name: [] for p in procs}
     for _ in range(starts):
         for p in procs:
             p.start(first_turn_to=connector_url)
             samples[p.name].append(p.cold_start_s)
             firsts[p.name].append(p.first_turn_s)
+            cpu[p.name].append(p.first_turn_cpu_s)
             p.stop()
     return {"cold": {n: median(v) for n, v in samples.items()}, "cold_samples": samples,
-            "first_turn": {n: median(v) for n, v in firsts.items()}, "first_turn_samples": firsts}
+            "first_turn": {n: median(v) for n, v in firsts.items()}, "first_turn_samples": firsts,
+            "first_turn_cpu": {n: median(v) for n, v in cpu.items()}}
 
 
 def apply_bench(out: Path, runs: int, pg: BenchPostgres | None) -> dict[str, Any]:
