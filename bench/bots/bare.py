@@ -41,10 +41,14 @@ async def _session(app: web.Application):  # type: ignore[no-untyped-def]
     await app[SESSION].close()
 
 
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
 def main() -> None:
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "alive"}))
+    app.router.add_get("/healthz", healthz)
     app.cleanup_ctx.append(_session)
     web.run_app(app, host="127.0.0.1", port=int(os.environ.get("PORT", "3981")), print=None, access_log=None)
 

@@ -21,7 +21,7 @@ class DefaultConfig:
     APP_TENANTID = ""
 
 
-class EchoBot(ActivityHandler):
+class EchoBot(ActivityHandler):  # type: ignore[misc]
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         await turn_context.send_activity(MessageFactory.text(f"Echo: {turn_context.activity.text}"))
 
@@ -35,10 +35,14 @@ async def messages(req: web.Request) -> web.Response:
     return await ADAPTER.process(req, BOT)  # type: ignore[no-any-return]
 
 
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
 def main() -> None:
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "alive"}))
+    app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=CONFIG.PORT, print=None, access_log=None)
 
 
