@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .service import ProvisioningService
 
 log = logging.getLogger(__name__)
+SWEEP_CADENCE = 5.0  # how often an instance sweeps expired hand-offs and due credential removals (at most)
 WATCH_CADENCE = 5.0  # how often an instance looks for due day-two checks (each setup is checked every WATCH_INTERVAL)
 RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
 COMPLETABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value)
@@ -46,6 +47,7 @@ class Worker:
         self._sweep: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._next_watch = 0.0
+        self._next_sweep = 0.0
 
     @property
     def alive(self) -> bool:
@@ -90,8 +92,11 @@ class Worker:
         for job_id in await self.store.jobs.finished_but_open(COMPLETABLE):
             await self.service.finish_if_done(job_id)
         await self.fire_timers()
-        if (self._sweep is None or self._sweep.done()) and await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
-            self._sweep = asyncio.create_task(self._sweep_once(), name="sweeper")  # Graph may be slow: jobs need not wait for it
+        if (self._sweep is None or self._sweep.done()) and time.monotonic() >= self._next_sweep:
+            # on its own cadence, not on every change the tick wakes for (each attempt is a lease write)
+            self._next_sweep = time.monotonic() + min(SWEEP_CADENCE, self.lease_ttl)
+            if await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
+                self._sweep = asyncio.create_task(self._sweep_once(), name="sweeper")  # Graph may be slow: jobs need not wait for it
         if (self._watch is None or self._watch.done()) and time.monotonic() >= self._next_watch:
             self._next_watch = time.monotonic() + min(WATCH_CADENCE, self.service.watch.interval)
             fence = await self.store.locks.acquire("watch", self.owner, self.lease_ttl)
