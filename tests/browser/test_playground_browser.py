@@ -56,15 +56,6 @@ async def playground_page(bot: Any, name: str) -> AsyncIterator[Any]:
         await pg.stop()
 
 
-@pytest.fixture
-async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    async with playground_page(running_bot, request.node.name) as tab:
-        yield tab
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            raise RuntimeError("test failed")  # keeps the page's HTML and a screenshot
-
-
 async def shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
 
