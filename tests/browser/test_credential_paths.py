@@ -69,7 +69,7 @@ async def options(page: Any, credential: str | None) -> None:
     await expect(federated.last).to_be_checked()  # the default
     if credential is not None:
         # With a second page connected, a choice made right after the card appears was undone within a second in about
-        # half the runs (the radio unchecked itself; the Playground, not the bot: nothing is posted or updated then).
+        # half the runs (the radio unchecked itself; the bot posts that card once and never updates it).
         # So: choose, then make sure the choice is still there a second later.
         chosen = page.get_by_role("radio", name=re.compile(credential)).last
         for _ in range(5):
@@ -160,7 +160,12 @@ async def test_the_federated_credential_typed_in_from_copilot_studio(page: Any, 
 
 @contextlib.asynccontextmanager
 async def second_viewer(page: Any) -> AsyncIterator[Any]:
-    """Another browser (its own context: no shared storage) on the same Playground, showing the same conversation."""
+    """Another browser (its own context: no shared storage) on the same Playground, opened before the conversation starts.
+    The Playground keeps no history for a page that joins later, but streams every message the bot posts or updates to
+    every open page (its WebSocket), so this page shows what another member of the conversation would see. It is the
+    same mock user (the Playground has one): Teams' "only the clicker sees the invoke answer" is what is checked here.
+    Not checked: the Playground's own Log Panel (a developer tool) shows every invoke answer, the secret card included,
+    on every open page under "invoke 200" → Response."""
     context = await page.context.browser.new_context(viewport={"width": 1280, "height": 1000})
     await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
     try:
