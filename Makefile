@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 PLAYGROUND := tools/playground/node_modules/.package-lock.json
 # The server binary of whichever PostgreSQL major is installed; when none is, a path naming what is missing (so the
 # rule that installs it runs).
@@ -24,6 +25,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+
+# The emoji the cards use (✋ ✓), so screenshots show what Teams shows rather than empty boxes.
+$(EMOJI_FONT):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq fonts-noto-color-emoji
 
 # Debian's PostgreSQL server for the storage tests, which start their own throwaway server as an unprivileged user
 # (tests/fixtures/postgres.py). The distribution's own cluster is not wanted: postgresql-common is told not to create
@@ -51,7 +57,7 @@ run: $(STAMP) $(PLAYGROUND)
 # to, and root keeps its real uids so the fixture runs the server as the `postgres` account. Otherwise an unprivileged
 # user maps itself to root in a user namespace (needed to bring `lo` up) and the fixture runs the server as that user.
 PYTEST := NO_PROXY=127.0.0.1,localhost $(PY) -m pytest $(PYTEST_ARGS)
-test: $(STAMP) $(CHROMIUM) $(PLAYGROUND) $(POSTGRES)
+test: $(STAMP) $(CHROMIUM) $(EMOJI_FONT) $(PLAYGROUND) $(POSTGRES)
 	@if [ "$$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then \
 		echo "Running the tests as root in a loopback-only network namespace (no user namespace; PostgreSQL runs as the postgres account)."; \
 		unshare --net sh -c 'ip link set lo up && $(PYTEST)'; \

@@ -18,6 +18,7 @@ from provisioning import ProvisioningError, ProvisioningService
 from . import refusals
 from .authz import AccessPolicy, actor_from, tenant_of
 from .commands import Command, message_text, parse
+from .day_two import DayTwoActions
 from .job_actions import JobActions, card_invoke, new_card_id
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ DIALOG_VERBS = {Verb.FORM_SUBMIT, Verb.FORM_CANCEL, Verb.PLAN_APPROVE, Verb.PLAN
 
 class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
     def __init__(self, *, conversation_state: ConversationState, user_state: UserState, service: ProvisioningService,
-                 policy: AccessPolicy, job_actions: JobActions, dialog: Dialog) -> None:
+                 policy: AccessPolicy, job_actions: JobActions, dialog: Dialog, day_two: DayTwoActions | None = None) -> None:
         super().__init__()
         if conversation_state is None or dialog is None:
             raise TypeError("[SetupBot]: Missing parameter. conversation_state and dialog are required")
@@ -35,6 +36,7 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
         self.service = service
         self.policy = policy
         self.job_actions = job_actions
+        self.day_two = day_two or DayTwoActions(service=service, conversations=job_actions.conversations, policy=policy, job_actions=job_actions)
         self.dialog = dialog
         self.dialog_state = conversation_state.create_property("DialogState")
         self.dialog_owner = conversation_state.create_property("SetupOwner")  # who started the setup questions here
@@ -65,6 +67,9 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
             if self.job_actions.handles(value):
                 await self.job_actions.handle_submit(turn_context, value)
                 return
+            if self.day_two.handles(value):
+                await self.day_two.handle_submit(turn_context, value)
+                return
             if action == Verb.START_SETUP:
                 await self._start(turn_context)
                 return
@@ -80,6 +85,8 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
             await self._start(turn_context)
         elif command == Command.STATUS:
             await self._status(turn_context)
+        elif command == Command.REMOVE:
+            await self.day_two.remove_command(turn_context)
         elif command == Command.CANCEL:
             dc = await self._dialog_context(turn_context)
             if dc.active_dialog is not None:
@@ -137,17 +144,7 @@ class SetupBot(TeamsActivityHandler):  # type: ignore[misc]
             log.warning("setup dialog did not start")
 
     async def _status(self, turn_context: TurnContext) -> None:
-        try:
-            jobs = await self.service.list_jobs(tag=("conversation", turn_context.activity.conversation.id))
-        except ProvisioningError as exc:
-            await self._say(turn_context, cards.notice_card("I could not read the setups", exc.user_message(), style="error"))
-            return
-        letters = {}
-        for job in jobs[-10:]:
-            record = await self.job_actions.conversations.get(job.id)
-            if record is not None and record.dead_letters:
-                letters[job.id] = record.dead_letters
-        await self._say(turn_context, cards.status_card(jobs, letters))
+        await self.day_two.status(turn_context)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         if turn_context.activity.name in ("adaptiveCard/action", "task/fetch", "task/submit"):

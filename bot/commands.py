@@ -1,4 +1,4 @@
-"""What a typed message asks for: `/setup copilot`, `setup copilot` or `@Bot setup copilot`, `status`, `cancel`, `help`."""
+"""What a typed message asks for: `/setup copilot`, `setup copilot` or `@Bot setup copilot`, `status`, `remove copilot`, `cancel`, `help`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class Command(enum.Enum):
     STATUS = "status"
     CANCEL = "cancel"
     HELP = "help"
+    REMOVE = "remove"
     UNKNOWN = "unknown"
     NONE = "none"
 
@@ -23,6 +24,7 @@ class Command(enum.Enum):
 ALIASES = {
     "setup copilot": Command.SETUP, "set up copilot": Command.SETUP, "setup": Command.SETUP,
     "status": Command.STATUS, "setup status": Command.STATUS,
+    "remove copilot": Command.REMOVE, "remove setup": Command.REMOVE, "remove": Command.REMOVE,
     "cancel": Command.CANCEL, "stop": Command.CANCEL,
     "help": Command.HELP, "?": Command.HELP,
 }

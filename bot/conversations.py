@@ -29,6 +29,8 @@ class JobConversation:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)  # cards Teams refused for good (403/404)
     created_at: float = 0.0
     retry_plan: dict[str, Any] = field(default_factory=dict)  # a retry's new plan awaiting approval: card id, hash, activity
+    notice_cards: list[str] = field(default_factory=list)  # day two: cards whose buttons count for this setup (expiry, drift, status)
+    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)  # day two: plan card id → the plan awaiting approval
 
     @property
     def requester_actor(self) -> Actor:

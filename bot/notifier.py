@@ -43,10 +43,11 @@ from .job_actions import new_card_id
 log = logging.getLogger(__name__)
 CURSOR_KEY = "notifier/cursor"
 LEASE = "notifier"
-GUIDED = {StepName.FEDERATED_CREDENTIAL, StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION}
+GUIDED = {StepName.FEDERATED_CREDENTIAL, *(s for s in StepName if s.guided)}  # steps with a card of their own
 PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
-WHAT = {EventKind.JOB_COMPLETED: "completion card", EventKind.REMINDER_DUE: "reminder", EventKind.PROPAGATION_STARTED: "reminder",
+WHAT = {EventKind.JOB_COMPLETED: "completion card", EventKind.SECRET_EXPIRING: "expiry notice", EventKind.DRIFT_FOUND: "drift notice", EventKind.REMINDER_DUE: "reminder", EventKind.PROPAGATION_STARTED: "reminder",
         EventKind.WAITING_FOR_OPERATOR: "card for a step you do"}  # what a dead letter says was not posted
+DAY_TWO = {EventKind.SECRET_EXPIRING, EventKind.DRIFT_FOUND, EventKind.DRIFT_RESOLVED}  # the watch's findings
 GUIDED_EVENTS = {EventKind.WAITING_FOR_OPERATOR, EventKind.VERIFICATION_FAILED, EventKind.STEP_SUCCEEDED, EventKind.STEP_OVERRIDDEN,
                  EventKind.PROPAGATION_STARTED, EventKind.REMINDER_DUE, EventKind.SECRET_TAKEN, EventKind.SECRET_EXPIRED, EventKind.STEP_STARTED}
 
@@ -85,13 +86,20 @@ class Notifier:
         self.dead_letters = 0
         self._backoff: dict[str, Backoff] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="notifier")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let the pass under way finish (a card posted is then also recorded as posted, so a restart does not post it
+        again), for at most `grace` seconds; then stop."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping.set()
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.fence is not None:
             await self.locks.release(self.fence)
@@ -122,7 +130,7 @@ class Notifier:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             seen = self.service.store.db.changes
             try:
                 if await self._lead():
@@ -134,8 +142,19 @@ class Notifier:
                 failures += 1
                 why = str(exc) if isinstance(exc, BotError) else type(exc).__name__  # the bot's own errors carry no secrets
                 log.warning("delivering to Teams failed (%s); trying again", why)
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0))
-            await self.service.store.db.wait_for_change(seen, self._next_wait())
+                await self._pause(min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0))
+                continue
+            changed = asyncio.ensure_future(self.service.store.db.wait_for_change(seen, self._next_wait()))
+            await self._pause(self._next_wait(), changed)
+
+    async def _pause(self, seconds: float, *also: "asyncio.Future[Any]") -> None:
+        """Wait `seconds`, or less if one of `also` ends or the notifier is asked to stop."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({stopping, *also}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (stopping, *also):
+                waiter.cancel()
 
     def _next_wait(self) -> float:
         now = time.monotonic()
@@ -262,13 +281,32 @@ class Notifier:
             due = job.step(StepName.SECURED_ACCESS).due_at or datetime.now(timezone.utc)
             await self._post(record, cards.reminder_card(job, due_at=due, in_effect=True, delay_text=delay))
             await self._change(record, lambda r: setattr(r, "reminded", True))
+        elif event.kind in DAY_TWO:
+            await self._day_two(event, job, record)
         elif event.kind == EventKind.JOB_COMPLETED and not record.completed:
-            client_id = job.step(StepName.APP_REGISTRATION).outputs.get("client_id", "")
+            client_id = next((s.outputs.get("client_id", "") for s in job.steps
+                              if s.step in (StepName.APP_REGISTRATION, StepName.DELETE_APP_REGISTRATION)), "")
             portal = self.service.settings.sandbox_portal_url
             plan = plan_from_dict((await self.service.load(job.id)).plan)
             card = cards.completion_card(job, entra_url=entra_link(client_id, portal), copilot_url=copilot_link(job.agent.bot_id, portal), plan=plan)
-            await self._post(record, card, mention=record.requester_actor.name or "requester")
+            said = "the setup is done." if job.request.purpose == "setup" else "the change is done."
+            await self._post(record, card, mention=record.requester_actor.name or "requester", say=said)
             await self._change(record, lambda r: setattr(r, "completed", True))
+
+    async def _day_two(self, event: Event, job: JobView, record: JobConversation) -> None:
+        """A finding of the watch, on the setup's job: a card in its conversation whose buttons plan the change. The card
+        id counts before the card is posted, so a quick click is never taken for a stale card."""
+        card_id, data, name = new_card_id(), event.data, job.agent.name
+        if event.kind == EventKind.SECRET_EXPIRING:
+            card = cards.expiry_card(card_id, job.id, agent_name=name, message=event.message, threshold=int(data.get("threshold", 0)),
+                                     expires=str(data.get("expires") or ""), client_id=str(data.get("client_id") or ""))
+        elif event.kind == EventKind.DRIFT_FOUND:
+            card = cards.drift_card(card_id, job.id, agent_name=name, findings=data.get("findings") or [], noticed_at=str(data.get("noticed_at") or ""))
+        else:
+            card = cards.resolved_card(name)
+        await self._change(record, lambda r: setattr(r, "notice_cards", [*r.notice_cards, card_id][-30:]))
+        said = event.message[:1].lower() + event.message[1:]
+        await self._post(record, card, mention=record.requester_actor.name or "requester", say=said)
 
     async def _progress(self, record: JobConversation, job: JobView) -> None:
         await self._update(record, record.progress_activity_id, cards.progress_card(record.progress_card_id, job))
@@ -287,12 +325,13 @@ class Notifier:
         TurnContext.apply_conversation_reference(activity, reference)
         return activity, reference
 
-    async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None) -> str:
+    async def _post(self, record: JobConversation, card: dict[str, Any], mention: str | None = None, say: str = "the setup is done.") -> str:
+        """`mention`: @mention the requester with `say` (the notification and chat-list preview read it)."""
         activity, reference = self._activity(record, card)
         if mention:
             requester = record.requester_actor
             account = ChannelAccount(id=record.requester_account or requester.id, name=requester.name)
-            activity.text = f"<at>{requester.name or 'requester'}</at>, the setup is done."
+            activity.text = f"<at>{requester.name or 'requester'}</at>, {say}"
             activity.entities = [Mention(mentioned=account, text=f"<at>{requester.name or 'requester'}</at>", type="mention")]
         client = await self.connectors.create(reference.service_url)
         response = await client.conversations.send_to_conversation(reference.conversation.id, activity)

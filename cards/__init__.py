@@ -14,6 +14,7 @@ from botbuilder.schema import Attachment
 
 if TYPE_CHECKING:
     from .conversation import help_card, notice_card, status_card, welcome_card
+    from .day_two import choose_removal_card, drift_card, expiry_card, resolved_card
     from .guided import guided_step_card, secret_card, secret_refused_card
     from .outcome import completion_card, reminder_card
     from .plan import plan_card
@@ -25,6 +26,7 @@ _HOME = {
     "help_card": "conversation", "notice_card": "conversation", "status_card": "conversation", "welcome_card": "conversation",
     "completion_card": "outcome", "reminder_card": "outcome", "secret_card": "guided", "secret_refused_card": "guided",
     "plan_card": "plan", "guided_step_card": "guided", "progress_card": "progress",
+    "expiry_card": "day_two", "drift_card": "day_two", "resolved_card": "day_two", "choose_removal_card": "day_two",
     "agent_choice_card": "setup_form", "agent_value": "setup_form", "details_card": "setup_form",
 }
 
@@ -51,5 +53,5 @@ def as_attachment(card: dict[str, Any]) -> Attachment:
 __all__ = [
     "as_attachment", "welcome_card", "help_card", "notice_card", "status_card", "agent_choice_card", "agent_value",
     "details_card", "plan_card", "progress_card", "guided_step_card", "secret_card", "secret_refused_card",
-    "reminder_card", "completion_card", "CONTENT_TYPE", "load_all",
+    "reminder_card", "completion_card", "expiry_card", "drift_card", "resolved_card", "choose_removal_card", "CONTENT_TYPE", "load_all",
 ]

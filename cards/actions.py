@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Verb", "ACTION", "CARD", "JOB", "STEP", "action_data"]
+__all__ = ["Verb", "ACTION", "CARD", "JOB", "STEP", "KEEP", "CHECK", "action_data"]
 
 ACTION: Final = "action"
 CARD: Final = "card"
@@ -46,9 +46,19 @@ class Verb:
     STEP_KEEP: Final = "step.keep"
     # a retry whose plan changed: approve the new plan
     RETRY_APPROVE: Final = "retry.approve"
+    # day two: a change from an expiry, drift or status card (`change`: rotate, federated, repair, remove, keep, check),
+    # then the approval of its plan
+    CHANGE_PLAN: Final = "change.plan"
+    CHANGE_APPROVE: Final = "change.approve"
+    CHANGE_CANCEL: Final = "change.cancel"
     # welcome / help cards
     START_SETUP: Final = "setup.start"
     SHOW_STATUS: Final = "status.show"
+
+
+# day-two buttons besides the changes provisioning plans (provisioning/setups.py): keep a change, check now
+KEEP: Final = "keep"
+CHECK: Final = "check"
 
 
 def action_data(verb: str, card_id: str, job_id: str = "", **extra: str) -> dict[str, str]:

@@ -7,9 +7,11 @@ from typing import Any, Mapping, Sequence
 import microsoft_teams.cards as ac
 
 from provisioning.models import JobView, StepStatus
+from provisioning.setups import SetupView
 
 from .actions import Verb, action_data
-from .common import finish, text, title, utc
+from .common import finish, heading, text, title, utc
+from .day_two import setup_items
 
 BOT_NAME = "Copilot Setup"  # the bot's short name in Teams (manifest name.short), what people @mention
 
@@ -17,6 +19,7 @@ COMMANDS = (
     ("/setup copilot", "Set up a Copilot Studio agent for Dynamics 365 Customer Service."),
     ("status", "The setups started in this conversation and where they are."),
     ("cancel", "Stop the setup questions in progress."),
+    ("remove copilot", "Remove a setup made here: the app registration I made, with the Copilot Studio side guided."),
     ("help", "This list."),
 )
 
@@ -65,11 +68,18 @@ def current_step(job: JobView) -> str:
     return "—"
 
 
-def status_card(jobs: Sequence[JobView], dead_letters: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
-    """`dead_letters`: per job, the cards Teams refused for good (the bot was removed from a chat, say)."""
-    if not jobs:
-        return finish([title("Setups in this conversation"), text("None yet. Type /setup copilot to start one.")])
-    body: list[Any] = [title("Setups in this conversation")]
+def status_card(jobs: Sequence[JobView], dead_letters: Mapping[str, Sequence[Mapping[str, Any]]] | None = None, *,
+                setups: Sequence[SetupView] = (), card_id: str = "", everyone: bool = False) -> dict[str, Any]:
+    """`dead_letters`: per job, the cards Teams refused for good (the bot was removed from a chat, say). `setups`: the
+    agents set up (with their health and day-two buttons); `everyone`: an approver's view, all conversations."""
+    heading_text = "Setups in every conversation" if everyone else "Setups in this conversation"
+    if not jobs and not setups:
+        return finish([title(heading_text), text("None yet. Type /setup copilot to start one.")])
+    body: list[Any] = [title(heading_text)]
+    if setups:
+        body.extend(setup_items(card_id, setups))
+        if jobs:
+            body.append(heading("Recent jobs"))
     for job in jobs[-10:]:
         body.append(ac.TextBlock(text=f"{job.agent.name}: {STATUS_WORDS.get(job.status.value, job.status.value)}", weight="Bolder", wrap=True, separator=True))
         body.append(text(f"Current step: {current_step(job)}. Requested by {job.requested_by.name or job.requested_by.id}. "

@@ -36,7 +36,7 @@ def completion_card(job: JobView, *, entra_url: str, copilot_url: str, plan: Pla
 
 
 # What each step did, in the past tense, by the action the approved plan gave it (None: the plan is not known).
-_PAST: dict[str, dict[StepAction | None, str]] = {
+_PAST: dict[str, dict[StepAction | str | None, str]] = {  # by action, or by the job's purpose where that says more
     "app_registration": {StepAction.CREATE: "Created the app registration {name}", StepAction.UPDATE: "Updated the app registration {name}",
                          StepAction.NO_CHANGE: "Kept the app registration {name}: it was already as requested",
                          None: "Set up the app registration {name}"},
@@ -47,12 +47,23 @@ _PAST: dict[str, dict[StepAction | None, str]] = {
     "service_principal": {StepAction.CREATE: "Created the app's service principal in this tenant",
                           StepAction.NO_CHANGE: "Kept the app's service principal in this tenant", None: "Set up the app's service principal in this tenant"},
     "copilot_authentication": {StepAction.NO_CHANGE: "Copilot Studio already authenticated manually with Microsoft Entra ID",
+                               "rotate": "Copilot Studio uses the new credential (checked in Dataverse)",
                                None: "Set Copilot Studio to authenticate manually with the app (checked in Dataverse)"},
     "publish": {StepAction.NO_CHANGE: "The published agent already used manual authentication", None: "Published the agent{published}"},
     "secured_access": {None: "Turned on secured access for the web channel{since}"},
     "customer_service_connection": {StepAction.NO_CHANGE: "The agent was already connected to Dynamics 365 Customer Service",
                                     None: "Connected to Dynamics 365 Customer Service (checked in Dataverse)"},
+    "retire_credential": {StepAction.NO_CHANGE: "The old credential was gone already",
+                          None: "Removed the old credential, after Copilot Studio used the new one"},
+    "agent_authentication_off": {StepAction.NO_CHANGE: "The agent no longer used this app registration",
+                                 None: "Copilot Studio stopped using the app registration (checked in Dataverse)"},
+    "customer_service_disconnect": {StepAction.NO_CHANGE: "The agent was not connected to Customer Service",
+                                    None: "Disconnected the agent from Dynamics 365 Customer Service (checked in Dataverse)"},
+    "delete_app_registration": {StepAction.NO_CHANGE: "The app registration was gone already",
+                                None: "Deleted the app registration (Entra keeps it in Deleted applications for 30 days)"},
 }
+DONE_TITLES = {"rotate": "'{name}' signs in with its new credential", "repair": "'{name}' is set up as approved again",
+               "remove": "The setup of '{name}' is removed"}
 # Outputs worth a line of their own under a step (long ids and URIs: wrapped, never in a FactSet).
 _SHOWN = {
     "app_registration": (("client_id", "Client ID"), ("object_id", "Object ID")),
@@ -66,7 +77,7 @@ _WORDS = {StepStatus.DONE: "done", StepStatus.OVERRIDDEN: "continued without ver
 def _summary(job: JobView, plan: Plan | None) -> list[Any]:
     planned: dict[str, StepAction] = {s.step.value: s.action for s in plan.steps} if plan else {}
     body: list[Any] = [
-        title(f"'{job.agent.name}' is set up"),
+        title(DONE_TITLES.get(job.request.purpose, "'{name}' is set up").format(name=job.agent.name)),
         text(f"Environment: {environment_label(job.agent)}. Requested by {job.requested_by.name or job.requested_by.id}, "
              f"approved by {job.approved_by.name or job.approved_by.id}. Finished {utc(job.updated_at)}.", subtle=True),
     ]
@@ -82,7 +93,7 @@ def _summary(job: JobView, plan: Plan | None) -> list[Any]:
     unused = StepName.FEDERATED_CREDENTIAL if job.request.credential == CLIENT_SECRET else StepName.CLIENT_SECRET  # the other kind
     skipped = [s.step.label for s in job.steps if s.status == StepStatus.SKIPPED and s.step != unused]
     if skipped:
-        body.append(text(f"Not part of this setup: {'; '.join(skipped)}.", subtle=True))
+        body.append(text(f"Not part of this {'change' if job.request.purpose != 'setup' else 'setup'}: {'; '.join(skipped)}.", subtle=True))
     body.append(ac.ActionSet(actions=[ac.ToggleVisibilityAction(title="Details", target_elements=["completion-details"])]))
     body.append(ac.Container(id="completion-details", is_visible=False, spacing="None",
                              items=[*(_checked(s) for s in job.steps), text(f"Job {job.id}. Plan {job.plan_hash[:12]}.", subtle=True)]))
@@ -103,7 +114,7 @@ def _done(job: JobView, step: StepView, action: StepAction | None) -> list[Any]:
     if wording is None:  # a step this card does not know yet: its own words
         return [text(f"✓ {step.step.label}: {step.message}" if step.message else f"✓ {step.step.label}")]
     out = step.outputs
-    line = (wording.get(action) or wording[None]).format(
+    line = (wording.get(job.request.purpose) or wording.get(action) or wording[None]).format(
         name=_name(name, job, out), expires=f", expires {utc(out['secret_expires'])}" if out.get("secret_expires") else "",
         published=f" on {utc(out['published_on'])}" if out.get("published_on") else "",
         since=f", in effect since {utc(step.due_at)}" if step.due_at else "",

@@ -23,6 +23,7 @@ BADGES = {
     StepAction.UPDATE: ("Update", "Warning"),
     StepAction.NO_CHANGE: ("No change", None),
     StepAction.MANUAL: ("You do this by hand", "Accent"),
+    StepAction.DELETE: ("Delete", "Attention"),
 }
 STATES = {
     "pending": None,
@@ -160,12 +161,24 @@ def _raw(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def plan_title(plan: Plan, retry_of: str | None = None) -> str:
+    name, request = plan.agent.name, plan.request
+    if retry_of is not None:
+        return f"New plan for retrying '{name}'"
+    if request.purpose == "rotate":
+        return f"Plan: rotate the client secret of '{name}'" if request.credential == "client_secret" else \
+            f"Plan: switch '{name}' to a federated credential"
+    return {"repair": f"Plan: put the setup of '{name}' back as approved", "remove": f"Plan: remove the setup of '{name}'"}.get(
+        request.purpose, f"Plan for '{name}'")
+
+
 def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, state: str = "pending", note: str | None = None,
-              open_access: bool = False, retry_of: str | None = None) -> dict[str, Any]:
+              open_access: bool = False, retry_of: str | None = None, change_of: str | None = None) -> dict[str, Any]:
     """`open_access`: the bot runs with ALLOW_ANYONE=true; the card says so next to Approve. `retry_of`: the failed job
-    whose retry found the tenant changed since its approval; approving this plan lets it run again."""
+    whose retry found the tenant changed since its approval; approving this plan lets it run again. `change_of`: the
+    job that set the agent up, for a day-two change (rotation, switch, put back, removal)."""
     body: list[Any] = [
-        title(f"Plan for '{plan.agent.name}'" if retry_of is None else f"New plan for retrying '{plan.agent.name}'"),
+        title(plan_title(plan, retry_of)),
         text(f"Environment: {environment_label(plan.agent)}. Requested by {requested_by.name or requested_by.id}. "
              f"Plan {plan.hash[:12]}, made {utc(plan.created_at)}.", subtle=True),
     ]
@@ -179,7 +192,10 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
         if check.advice:
             body.append(text(f"{check.message} {check.remedy}".strip(), color="Warning"))
     if STATES.get(state):
-        body.append(ac.TextBlock(text=STATES[state] or "", weight="Bolder", wrap=True, color="Attention" if state in ("stale", "refused") else "Good"))
+        said = STATES[state] or ""
+        if plan.request.purpose != "setup":
+            said = said.replace("the setup is running", "the change is running")
+        body.append(ac.TextBlock(text=said, weight="Bolder", wrap=True, color="Attention" if state in ("stale", "refused") else "Good"))
     if note:
         body.append(text(note))
     actions: list[Any] = []
@@ -191,6 +207,11 @@ def plan_card(card_id: str, plan: Plan, *, requested_by: Actor, approvers: str, 
         if retry_of is not None:
             actions = [ac.SubmitAction(title="Approve", data=action_data(Verb.RETRY_APPROVE, card_id, retry_of, plan_hash=plan.hash),
                                        associated_inputs="none")]
+        elif change_of is not None:
+            actions = [
+                ac.SubmitAction(title="Approve", data=action_data(Verb.CHANGE_APPROVE, card_id, change_of, plan_hash=plan.hash), associated_inputs="none"),
+                ac.SubmitAction(title="Cancel", data=action_data(Verb.CHANGE_CANCEL, card_id, change_of), associated_inputs="none"),
+            ]
         else:
             actions = [
                 ac.SubmitAction(title="Approve", data=action_data(Verb.PLAN_APPROVE, card_id, plan_hash=plan.hash), associated_inputs="none"),

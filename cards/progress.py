@@ -39,7 +39,9 @@ def _line(step: StepView) -> list[Any]:
 
 
 def progress_card(card_id: str, job: JobView, *, can_retry: bool = True) -> dict[str, Any]:
-    body: list[Any] = [title(f"Setting up '{job.agent.name}': {HEADERS[job.status]}")]
+    doing = {"rotate": "Changing the credential of", "repair": "Putting back the setup of", "remove": "Removing the setup of"}.get(
+        job.request.purpose, "Setting up")
+    body: list[Any] = [title(f"{doing} '{job.agent.name}': {HEADERS[job.status]}")]
     for step in job.steps:
         if step.status != StepStatus.SKIPPED:
             body.extend(_line(step))
@@ -55,5 +57,5 @@ def progress_card(card_id: str, job: JobView, *, can_retry: bool = True) -> dict
     if job.status == JobStatus.FAILED and can_retry:
         actions.append(ac.SubmitAction(title="Retry", data=action_data(Verb.JOB_RETRY, card_id, job.id), associated_inputs="none"))
     if not job.status.terminal and job.status != JobStatus.CANCELLING:
-        actions.append(ac.SubmitAction(title="Cancel setup", data=action_data(Verb.JOB_CANCEL, card_id, job.id), associated_inputs="none"))
+        actions.append(ac.SubmitAction(title="Cancel setup" if job.request.purpose == "setup" else "Cancel this change", data=action_data(Verb.JOB_CANCEL, card_id, job.id), associated_inputs="none"))
     return finish(body, actions)

@@ -9,10 +9,16 @@ Commands:
                                   --sandbox to have the sandbox's emulated Copilot Studio do it)
   secret JOB --out FILE           write the one-time client secret to FILE (created 0600), once, for its requester
   resume [--until-idle]           run the worker: resumes unfinished jobs after a crash
+  watch                           check every setup now (credential expiry, drift); exit 7 if one needs attention
+  rotate SETUP [--federated]      plan a new client secret (or the switch to a federated credential), approve, run
+  repair SETUP                    plan putting a setup's drift back, approve, run
+  keep SETUP                      record a setup's drift as approved
+  remove SETUP                    plan the removal of what the bot made for an agent, approve, run
+  (SETUP: the agent's name, or the id of the job that set it up; `status` lists the setups)
 
 Exit codes: 0 done (or nothing to do), 1 the job failed or an unexpected error, 2 invalid request or usage,
 3 preflight failed (the provisioning identity lacks a permission), 4 the plan went stale, 5 waiting for an operator
-(a guided step), 6 waiting for the secured-access propagation window.
+(a guided step), 6 waiting for the secured-access propagation window, 7 a setup needs attention (watch).
 
 The client secret is never printed by plan, apply or status: only `secret --out FILE` writes it, once.
 """
@@ -26,17 +32,22 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
 from .config import Settings
+from .dates import when
 from .errors import ConfigurationError, PreflightFailed, ProvisioningError, StalePlanError, ValidationFailed
 from .models import Actor, JobStatus, JobView, Plan, SetupRequest, StepName, StepStatus
 from .service import ProvisioningService
+from .setups import SetupView
+from .steps.base import parse_time
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PREFLIGHT, EXIT_STALE, EXIT_WAITING, EXIT_PROPAGATING = range(7)
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PREFLIGHT, EXIT_STALE, EXIT_WAITING, EXIT_PROPAGATING, EXIT_ATTENTION = range(8)
+CHANGES = {"rotate": "rotate", "repair": "repair", "remove": "remove"}
 STATUS_EXIT = {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_FAILED, JobStatus.CANCELLED: EXIT_FAILED,
                JobStatus.WAITING_FOR_OPERATOR: EXIT_WAITING, JobStatus.PROPAGATING: EXIT_PROPAGATING}
 
@@ -54,7 +65,7 @@ def read_request(source: str) -> SetupRequest:
 
 def print_plan(plan: Plan, out: TextIO) -> None:
     out.write(f"Plan {plan.hash[:12]} for agent '{plan.agent.name}' ({plan.agent.environment_url})\n")
-    marks = {"create": "+", "update": "~", "no_change": "=", "manual": "!"}
+    marks = {"create": "+", "update": "~", "no_change": "=", "manual": "!", "delete": "-"}
     for step in plan.steps:
         out.write(f"  {marks[step.action.value]} {step.step.value}: {step.summary}\n")
         for change in step.changes:
@@ -63,7 +74,7 @@ def print_plan(plan: Plan, out: TextIO) -> None:
             out.write(f"      ({note})\n")
     for check in plan.preflight.checks:
         out.write(f"  preflight {'ok' if check.ok else 'FAILED'}: {check.message}\n")
-    out.write("  legend: + create, ~ update, = no change, ! you do it by hand (the bot verifies)\n")
+    out.write("  legend: + create, ~ update, - delete, = no change, ! you do it by hand (the bot verifies)\n")
 
 
 def print_job(job: JobView, out: TextIO) -> None:
@@ -102,6 +113,42 @@ async def until_idle(svc: ProvisioningService) -> None:
         await svc.wait_for_events(await svc.last_seq(), 0.5)
 
 
+def print_setup(setup: SetupView, out: TextIO) -> None:
+    health = "removed" if setup.status == "removed" else ("as approved" if setup.healthy else "CHANGED since approval")
+    out.write(f"Setup of '{setup.agent_name}' ({setup.environment_name}): {health}; job {setup.job_id}\n")
+    out.write(f"  credential: {setup.credential}" + (f", expires {setup.secret_expires}" if setup.secret_expires else "") + "\n")
+    out.write(f"  last check: {when(setup.last_check_at) + ': ' + setup.last_result if setup.last_check_at else 'not yet'}\n")
+    for finding in setup.findings:
+        out.write(f"  drift: {finding['summary']}\n")
+        for c in finding.get("changes") or ():
+            out.write(f"      {c['field']}: approved {c['approved']}; now {c['now']}\n")
+    if setup.open_job:
+        out.write(f"  a change is in progress: job {setup.open_job}\n")
+
+
+def needs_attention(setup: SetupView) -> bool:
+    if setup.status != "active":
+        return False
+    expires = parse_time(setup.secret_expires) if setup.secret_expires else None
+    return bool(setup.findings) or (expires is not None and (expires - datetime.now(timezone.utc)).days < 30)
+
+
+async def approve_and_run(svc: ProvisioningService, plan: Plan, args: argparse.Namespace, out: TextIO) -> int:
+    """Show the plan, take the approval (--yes, or typed), run the job until it needs someone, fails or completes."""
+    print_plan(plan, out)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            out.write("Not applied: pass --yes to approve this plan non-interactively.\n")
+            return EXIT_INVALID
+        if input("Apply this plan? Type yes: ").strip().lower() != "yes":
+            out.write("Not applied.\n")
+            return EXIT_OK
+    who = actor(args)
+    job = await run_until_settled(svc, (await svc.submit(plan, who, who, {"source": "cli"})).id)
+    print_job(job, out)
+    return STATUS_EXIT.get(job.status, EXIT_FAILED)
+
+
 def actor(args: argparse.Namespace) -> Actor:
     name = args.as_user or os.environ.get("PROVISIONING_OPERATOR") or getpass.getuser()
     return Actor(id=f"cli:{name}", name=name)
@@ -109,7 +156,7 @@ def actor(args: argparse.Namespace) -> Actor:
 
 async def main_async(args: argparse.Namespace, out: TextIO) -> int:
     settings = Settings.from_env()
-    svc = ProvisioningService(settings, run_worker=args.command in ("apply", "resume", "confirm-step"))
+    svc = ProvisioningService(settings, run_worker=args.command in ("apply", "resume", "confirm-step", "rotate", "repair", "remove"))
     await svc.start()
     try:
         if args.command == "agents":
@@ -150,11 +197,33 @@ async def main_async(args: argparse.Namespace, out: TextIO) -> int:
                 print_job(job, out)
             if not jobs:
                 out.write("No setup jobs yet.\n")
+            for setup in [] if args.job else await svc.setups():
+                print_setup(setup, out)
+            return EXIT_OK
+        if args.command == "watch":
+            setups = await svc.check_all()
+            for setup in setups:
+                print_setup(setup, out)
+            if not setups:
+                out.write("No setups yet.\n")
+            return EXIT_ATTENTION if any(needs_attention(s) for s in setups) else EXIT_OK
+        if args.command in CHANGES:
+            setup = await svc.find_setup(args.setup)
+            change = "federated" if args.command == "rotate" and args.federated else CHANGES[args.command]
+            return await approve_and_run(svc, await svc.propose(setup.subject, change), args, out)
+        if args.command == "keep":
+            setup = await svc.find_setup(args.setup)
+            print_setup(await svc.keep_change(setup.subject, actor(args)), out)
             return EXIT_OK
         if args.command == "confirm-step":
             step = StepName(args.step)
             if args.sandbox:
                 job = await svc.perform_in_sandbox(args.job, step, actor(args))
+            elif step == StepName.FEDERATED_CREDENTIAL:
+                if not (args.issuer and args.subject):
+                    out.write("The federated credential needs --issuer and --subject: the values Copilot Studio shows.\n")
+                    return EXIT_INVALID
+                job = await svc.federated_values(args.job, actor(args), issuer=args.issuer, subject=args.subject)
             else:
                 job = await svc.confirm_step(args.job, step, actor(args), override=args.override)
             job = await run_until_settled(svc, job.id)
@@ -201,12 +270,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     c = sub.add_parser("confirm-step")
     c.add_argument("job")
-    c.add_argument("step", choices=[StepName.COPILOT_AUTHENTICATION.value, StepName.SECURED_ACCESS.value, StepName.CUSTOMER_SERVICE_CONNECTION.value])
+    c.add_argument("step", choices=[StepName.FEDERATED_CREDENTIAL.value, *(s.value for s in StepName if s.guided)])
+    c.add_argument("--issuer", help="federated_credential: the issuer Copilot Studio shows")
+    c.add_argument("--subject", help="federated_credential: the value (subject identifier) Copilot Studio shows")
     c.add_argument("--override", action="store_true", help="continue although the check failed (recorded)")
     c.add_argument("--sandbox", action="store_true", help="let the sandbox's emulated Copilot Studio do the step")
     k = sub.add_parser("secret")
     k.add_argument("job")
     k.add_argument("--out", required=True, help="a new file to write the secret to (mode 0600)")
+    sub.add_parser("watch")
+    for name in ("rotate", "repair", "remove", "keep"):
+        d = sub.add_parser(name)
+        d.add_argument("setup", help="the agent's name, or the id of the job that set it up")
+        if name != "keep":
+            d.add_argument("--yes", action="store_true", help="approve the plan without asking")
+        if name == "rotate":
+            d.add_argument("--federated", action="store_true", help="switch to a federated credential instead (no secret)")
     r = sub.add_parser("resume")
     r.add_argument("--until-idle", action="store_true", help="exit when no job is queued or running")
     return p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
@@ -44,6 +45,16 @@ class GraphClient:
         params = {"$select": ",".join(select)} if select else None
         r = await self.http.request("GET", f"v1.0/applications/{object_id}", params=params, created_at=created_at, step=step, on_retry=on_retry)
         return dict(r.body)
+
+    async def application_and_time(self, object_id: str, *, step: str | None = None) -> tuple[dict[str, Any], datetime | None]:
+        """The application and Graph's own time (its `Date` header): an expiry is judged by Microsoft's clock, not ours."""
+        r = await self.http.request("GET", f"v1.0/applications/{object_id}", step=step)
+        date = r.headers.get("Date")
+        try:
+            at = parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            at = None
+        return dict(r.body), at
 
     async def update_application(self, object_id: str, body: Mapping[str, Any], *, created_at: datetime | None = None, step: str | None = None) -> None:
         await self.http.request("PATCH", f"v1.0/applications/{object_id}", json=dict(body), created_at=created_at, step=step)

@@ -15,10 +15,9 @@ from .dates import when
 from .errors import JobStateError, ValidationFailed
 from .journal import JobRecord, audit, event
 from .models import CLIENT_SECRET, Actor, EventKind, JobStatus, StepName, StepStatus
-from .steps import STEPS
+from .steps import STEP_BY_NAME
 from .steps.federated_credential import field_errors
 
-STEP_BY_NAME = {s.name: s for s in STEPS}
 WAITING = (JobStatus.WAITING_FOR_OPERATOR.value,)
 
 
@@ -63,7 +62,7 @@ class Guided:
             return
         ctx = self.core.context(job, None, allow=WAITING)
         ctx.secret_waiting = job.vault is not None
-        check = await STEP_BY_NAME[step].verify(ctx)
+        check = await STEP_BY_NAME[step.value].verify(ctx)
         self.core.hand_over(job_id, ctx)
         if not check.ok:
             await self._apply(JobChange(job_id, allow=WAITING, version=job.version, steps={step.value: {"verification": check.text}},
@@ -140,4 +139,8 @@ class Guided:
             await operator.enable_secured_access(bot_id)
         elif step == StepName.CUSTOMER_SERVICE_CONNECTION:
             await operator.connect_customer_service(bot_id)
+        elif step == StepName.AGENT_AUTHENTICATION_OFF:
+            await operator.switch_authentication(bot_id, 1)
+        elif step == StepName.CUSTOMER_SERVICE_DISCONNECT:
+            await operator.disconnect_customer_service(bot_id)
         await self.confirm(job_id, step, actor)

@@ -45,6 +45,9 @@ FEDERATED = "federated"  # Microsoft Entra ID V2 with federated credentials: no 
 CLIENT_SECRET = "client_secret"  # Microsoft Entra ID V2 with client secrets (the original procedure)
 CREDENTIAL_KINDS: tuple[str, ...] = (FEDERATED, CLIENT_SECRET)
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# What a job is for: the setup itself, or a day-two change to it
+SETUP, ROTATE, REPAIR, REMOVE = "setup", "rotate", "repair", "remove"
+PURPOSES: tuple[str, ...] = (SETUP, ROTATE, REPAIR, REMOVE)
 DEFAULT_SECRET_LIFETIME_DAYS = 180
 
 
@@ -57,8 +60,13 @@ class StepName(str, enum.Enum):
     SERVICE_PRINCIPAL = "service_principal"
     COPILOT_AUTHENTICATION = "copilot_authentication"
     PUBLISH = "publish"
+    RETIRE_CREDENTIAL = "retire_credential"
     SECURED_ACCESS = "secured_access"
     CUSTOMER_SERVICE_CONNECTION = "customer_service_connection"
+    # removing a setup
+    AGENT_AUTHENTICATION_OFF = "agent_authentication_off"
+    CUSTOMER_SERVICE_DISCONNECT = "customer_service_disconnect"
+    DELETE_APP_REGISTRATION = "delete_app_registration"
 
     @property
     def label(self) -> str:
@@ -73,6 +81,8 @@ class StepName(str, enum.Enum):
             StepName.COPILOT_AUTHENTICATION,
             StepName.SECURED_ACCESS,
             StepName.CUSTOMER_SERVICE_CONNECTION,
+            StepName.AGENT_AUTHENTICATION_OFF,
+            StepName.CUSTOMER_SERVICE_DISCONNECT,
         )
 
 
@@ -85,6 +95,10 @@ _STEP_TITLES = {
     StepName.PUBLISH: "Publish the agent",
     StepName.SECURED_ACCESS: "Web channel: require secured access",
     StepName.CUSTOMER_SERVICE_CONNECTION: "Connect to Dynamics 365 Customer Service",
+    StepName.RETIRE_CREDENTIAL: "Remove the old credential",
+    StepName.AGENT_AUTHENTICATION_OFF: "Copilot Studio: stop using this app registration",
+    StepName.CUSTOMER_SERVICE_DISCONNECT: "Disconnect from Dynamics 365 Customer Service",
+    StepName.DELETE_APP_REGISTRATION: "Delete the app registration",
 }
 
 
@@ -95,6 +109,7 @@ class StepAction(str, enum.Enum):
     UPDATE = "update"
     NO_CHANGE = "no_change"
     MANUAL = "manual"
+    DELETE = "delete"
 
 
 class StepStatus(str, enum.Enum):
@@ -145,6 +160,9 @@ class EventKind(str, enum.Enum):
     JOB_COMPLETED = "job_completed"
     JOB_CANCELLING = "job_cancelling"
     JOB_CANCELLED = "job_cancelled"
+    SECRET_EXPIRING = "secret_expiring"  # day two: the watch found the client secret expires within 30, 7 or 1 days
+    DRIFT_FOUND = "drift_found"  # day two: the watch found the tenant no longer as approved
+    DRIFT_RESOLVED = "drift_resolved"
     PLAN_CHANGED = "plan_changed"  # a retry found the tenant changed since approval: the new plan needs approval
     CREDENTIAL_REMOVED = "credential_removed"
 
@@ -231,13 +249,16 @@ class SetupRequest(_Model):
     create_service_principal: bool = False
     require_secured_access: bool = True
     connect_customer_service: bool = True
+    purpose: str = SETUP  # a day-two job: rotate the credential, repair drift, or remove the setup
+    retire: tuple[str, ...] = ()  # (kind, id, what) of the credential a rotation replaces: removed once the new one works
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SetupRequest":
         kw: dict[str, Any] = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
         kw["agent"] = AgentRef.from_dict(d["agent"])
-        if "redirect_uris" in kw:
-            kw["redirect_uris"] = tuple(kw["redirect_uris"])
+        for key in ("redirect_uris", "retire"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
         return cls(**kw)
 
 

@@ -24,6 +24,8 @@ from .errors import (
 )
 from .models import (
     CLIENT_SECRET,
+    ROTATE,
+    SETUP,
     AgentSummary,
     Change,
     Plan,
@@ -34,7 +36,7 @@ from .models import (
     StepAction,
     StepName,
 )
-from .steps import STEPS, StepContext
+from .steps import StepContext, steps_for
 
 OWNED_BY = "Application.ReadWrite.OwnedBy"
 ALL = "Application.ReadWrite.All"
@@ -96,7 +98,8 @@ def policy_check(policy: dict[str, Any] | None, request: SetupRequest) -> tuple[
         return [PreflightCheck("app_management_policy", True,
                                "The tenant's app-management policy could not be read (needs Policy.Read.All); Microsoft Graph "
                                "enforces it when the credential is made.", advice=True)], []
-    if not policy.get("isEnabled", True) or request.credential != CLIENT_SECRET:
+    makes_secret = request.credential == CLIENT_SECRET and (request.purpose in (SETUP, ROTATE) or request.retire[:1] == ("password",))
+    if not policy.get("isEnabled", True) or not makes_secret:
         return [PreflightCheck("app_management_policy", True, "The tenant's app-management policy allows this credential.")], []
     if _restrictions(policy, "passwordAddition"):
         return ([PreflightCheck("app_management_policy", True, "The tenant's app-management policy blocks client secrets.")],
@@ -121,10 +124,11 @@ def _days(duration: str) -> int:
 async def read_steps(ctx: StepContext) -> tuple[PlannedStep, ...]:
     """Read every applicable step in parallel, then decide in order (later decisions see earlier ones). Steps that do
     not apply are listed as skipped, with why."""
-    active = [s for s in STEPS if s.applies(ctx.request)]
+    steps = steps_for(ctx.request)
+    active = [s for s in steps if s.applies(ctx.request)]
     currents = dict(zip((s.name for s in active), await asyncio.gather(*(s.read(ctx) for s in active)), strict=True))
     planned: list[PlannedStep] = []
-    for step in STEPS:
+    for step in steps:
         if step.name not in currents:
             planned.append(PlannedStep(step.name, StepAction.NO_CHANGE, f"{step.name.label}: skipped",
                                        skip_reason=step.skip_reason(ctx.request, ctx.agent)))

@@ -44,3 +44,10 @@ class SandboxOperator:
 
     async def connect_customer_service(self, bot_id: str) -> None:
         await self._call("POST", f"bots/{bot_id}/customer-service-connection")
+
+    async def switch_authentication(self, bot_id: str, mode: int) -> dict[str, Any]:
+        """Choose another authentication for the agent (1 None, 2 Integrated, 4 generic OAuth 2) and save."""
+        return await self._call("POST", f"bots/{bot_id}/authentication", {"mode": mode})
+
+    async def disconnect_customer_service(self, bot_id: str) -> None:
+        await self._call("DELETE", f"bots/{bot_id}/customer-service-connection")

@@ -20,15 +20,18 @@ from .approvals import Approvals, RetryOutcome
 from .cancellation import Cancellation
 from .config import Settings
 from .core import Core
+from .daytwo import DayTwo
 from .errors import MicrosoftApiError, ProvisioningError
 from .guided import Guided
 from .handoff import Handoff, RevealedSecret
 from .http import RetryPolicy
 from .journal import ACTIVE, SERVICE, JobRecord, audit, event, event_of, view
 from .models import Actor, AgentSummary, Event, EventKind, JobStatus, JobView, Plan, SetupRequest, StepName, StepStatus
+from .setups import SetupView
 from .steps import Step, StepContext
 from .sweeper import Sweeper, describe
 from .vault import Vault, load_keys
+from .watch import Watch
 from .worker import COMPLETABLE, RUNNABLE, Worker
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,8 @@ class ProvisioningService:
         self.handoff = Handoff(self.core)
         self.cancellation = Cancellation(self.core)
         self.sweeper = Sweeper(self.core, self.handoff)
+        self.watch = Watch(self.core, self.approvals)
+        self.day_two = DayTwo(self.core, self.approvals, self.watch)
         self._run_worker = run_worker
         self._poll = worker_poll_interval
         self.worker: Worker | None = None
@@ -174,6 +179,34 @@ class ProvisioningService:
     async def expire_secrets(self) -> None:
         await self.sweeper.sweep()
 
+    # ---- day two: the setups, their checks and changes -----------------------------------------------------------
+
+    async def setups(self, conversation: str | None = None) -> list[SetupView]:
+        return await self.day_two.setups(conversation)
+
+    async def find_setup(self, text: str) -> SetupView:
+        return await self.day_two.find(text)
+
+    async def check_setup(self, subject: str) -> SetupView:
+        """Check one setup now (the watch does this every WATCH_INTERVAL); findings not reported yet become events."""
+        await self.watch.reconcile()
+        await self.watch.check(subject)
+        return await self.day_two.setup(subject)
+
+    async def check_all(self) -> list[SetupView]:
+        await self.watch.reconcile()
+        for setup in await self.day_two.setups():
+            if setup.status == "active":
+                await self.watch.check(setup.subject)
+        return await self.day_two.setups()
+
+    async def propose(self, subject: str, change: str) -> Plan:
+        """The plan of a day-two change (rotate, federated, repair, remove) to show for approval; submit it as a setup's."""
+        return await self.day_two.propose(subject, change)
+
+    async def keep_change(self, subject: str, actor: Actor) -> SetupView:
+        return await self.day_two.keep_change(subject, actor)
+
     # ---- what the worker writes --------------------------------------------------------------------------------
 
     async def step_done(self, job_id: str, fence: Fence, name: str, outputs: Mapping[str, str], message: str) -> None:
@@ -263,4 +296,4 @@ class ProvisioningService:
         return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": r["detail"]} for r in await self.store.jobs.audit_log(job_id)]
 
 
-__all__ = ["ProvisioningService", "RetryOutcome", "RevealedSecret"]
+__all__ = ["ProvisioningService", "RetryOutcome", "RevealedSecret", "SetupView"]

@@ -21,13 +21,13 @@ from .errors import JobCancelled, ProvisioningError
 from .http import write_guard
 from .journal import ACTIVE, SERVICE, JobRecord, audit, event
 from .models import EventKind, JobStatus, StepAction, StepName, StepStatus
-from .steps import STEPS, Step, StepContext
+from .steps import STEP_BY_NAME, Step, StepContext
 
 if TYPE_CHECKING:
     from .service import ProvisioningService
 
 log = logging.getLogger(__name__)
-STEP_BY_NAME: dict[str, Step] = {s.name.value: s for s in STEPS}
+WATCH_CADENCE = 5.0  # how often an instance looks for due day-two checks (each setup is checked every WATCH_INTERVAL)
 RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
 COMPLETABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value)
 
@@ -44,6 +44,8 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._sweep: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._next_watch = 0.0
 
     @property
     def alive(self) -> bool:
@@ -56,9 +58,10 @@ class Worker:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for task in [*self._running.values(), *([self._sweep] if self._sweep else [])]:
+        side = [t for t in (self._sweep, self._watch) if t is not None]
+        for task in [*self._running.values(), *side]:
             task.cancel()
-        await asyncio.gather(*self._running.values(), *([self._sweep] if self._sweep else []), return_exceptions=True)
+        await asyncio.gather(*self._running.values(), *side, return_exceptions=True)
         self._running.clear()
 
     def interrupt(self, job_id: str) -> None:
@@ -89,6 +92,11 @@ class Worker:
         await self.fire_timers()
         if (self._sweep is None or self._sweep.done()) and await self.store.locks.acquire("sweeper", self.owner, self.lease_ttl) is not None:
             self._sweep = asyncio.create_task(self._sweep_once(), name="sweeper")  # Graph may be slow: jobs need not wait for it
+        if (self._watch is None or self._watch.done()) and time.monotonic() >= self._next_watch:
+            self._next_watch = time.monotonic() + min(WATCH_CADENCE, self.service.watch.interval)
+            fence = await self.store.locks.acquire("watch", self.owner, self.lease_ttl)
+            if fence is not None:
+                self._watch = asyncio.create_task(self._watch_once(fence), name="watch")
         for job_id in await self.store.jobs.ids(statuses=RUNNABLE):
             if job_id in self._running and not self._running[job_id].done():
                 continue
@@ -101,6 +109,16 @@ class Worker:
             await self.service.sweeper.sweep()
         except Exception:  # noqa: BLE001 - the next tick sweeps again
             log.exception("sweeping expired secrets and credential removals failed; trying again")
+
+    async def _watch_once(self, fence: Fence) -> None:
+        """The day-two checks that are due, under the "watch" lease (renewed before each setup's check)."""
+        async def renew() -> bool:
+            return await self.store.locks.renew(fence, self.lease_ttl)
+
+        try:
+            await self.service.watch.run_once(fence, renew)
+        except Exception:  # noqa: BLE001 - the next pass checks again
+            log.exception("the day-two checks failed; trying again")
 
     async def _run_leased(self, job_id: str, fence: Fence) -> None:
         runner = asyncio.create_task(self._guarded(job_id, fence))

@@ -63,6 +63,7 @@ async def run() -> int:
             "No tenant is configured, so it runs against the local emulated Microsoft cloud (the sandbox):",
             f"  Dataverse environments: {sandbox.env['DATAVERSE_URL']}",
             f"  Sandbox operator endpoint: {sandbox.env['SANDBOX_URL']}/_sandbox/state",
+            f"  Its app registrations and agents, read-only: {sandbox.env.get('SANDBOX_PORTAL_URL', '')}",
             f"  'Require secured access' takes {env['PROPAGATION_DELAY']} here instead of up to 2 hours.",
         ]
         playground = Playground(url.replace("127.0.0.1", "localhost"), int(env.get("PLAYGROUND_PORT", "56150")))

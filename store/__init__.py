@@ -16,6 +16,7 @@ from .base import Database, EtagConflict, JobStateChanged, LeaseLost, MigrationE
 from .jobs import JobChange, Jobs, JobSnapshot, NewAudit, NewEvent, NewJob, NewRemoval, Sealed
 from .kv import KeyValue
 from .locks import Fence, Locks
+from .setups import Setups
 from .vault import Removals, VaultRows
 
 
@@ -48,10 +49,11 @@ class Store:
         self.vault = VaultRows(db)
         self.removals = Removals(db)
         self.kv = KeyValue(db)
+        self.setups = Setups(db)
 
 
 __all__ = [
     "open_database", "Store", "Database", "Row", "StoreError", "LeaseLost", "JobStateChanged", "EtagConflict", "MigrationError",
     "Fence", "Locks", "Jobs", "JobChange", "JobSnapshot", "NewJob", "NewEvent", "NewAudit", "NewRemoval", "Sealed",
-    "KeyValue", "VaultRows", "Removals",
+    "KeyValue", "VaultRows", "Removals", "Setups",
 ]

@@ -67,6 +67,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             UNIQUE (object_id, kind, key_id))""",
         "CREATE TABLE IF NOT EXISTS bot_state (key TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL)",
     )),
+    Migration(3, "day two: the setups the watch checks, their findings and the notices sent", (
+        """CREATE TABLE setups (
+            subject TEXT PRIMARY KEY, job_id TEXT NOT NULL, status TEXT NOT NULL, expected TEXT NOT NULL,
+            next_check_at {real} NOT NULL, last_check_at {real}, last_result TEXT NOT NULL DEFAULT '',
+            findings TEXT NOT NULL DEFAULT '[]', notices TEXT NOT NULL DEFAULT '[]', updated_at {real} NOT NULL)""",
+        "CREATE INDEX setups_due ON setups (status, next_check_at)",
+    )),
 )
 LATEST = MIGRATIONS[-1].version
 

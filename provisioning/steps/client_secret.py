@@ -34,7 +34,9 @@ class ClientSecret(Step):
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         days = ctx.request.secret_lifetime_days
         lost = bool(ctx.data.get("secret_intent")) and not ctx.data.get("secret_key_id")  # this job's attempt died mid-call
-        if current["ours"] and not ctx.data.get("force_new_secret") and not lost:
+        # a secret this request retires is replaced by one new secret, made once
+        rotate = any(kind == "password" for kind in ctx.request.retire[:1]) and not ctx.data.get("secret_key_id")
+        if current["ours"] and not ctx.data.get("force_new_secret") and not lost and not rotate:
             newest = max(current["ours"], key=lambda c: c.get("endDateTime") or "")
             return PlannedStep(self.name, StepAction.NO_CHANGE, "A client secret made by this bot exists",
                                (), (f"hint {newest.get('hint')}…, expires {newest.get('endDateTime')}; it is not shown again",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dataverse import memo
-from ..models import CLIENT_SECRET, GuidedInstructions, PlannedStep, StepAction, StepName
+from ..models import CLIENT_SECRET, ROTATE, SETUP, GuidedInstructions, PlannedStep, StepAction, StepName
 from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link, entra_link
 from .federated_credential import PROVIDER as FEDERATED_PROVIDER
 
@@ -36,9 +36,13 @@ class CopilotAuthentication(Step):
         if mode == 3 and connection and not ctx.data.get("needs_new_auth"):
             return PlannedStep(self.name, StepAction.NO_CHANGE, "The agent already authenticates manually with Microsoft Entra ID",
                                (), ("Dataverse cannot show which client ID it uses",))
-        what = "the new client ID and secret" if ctx.request.credential == CLIENT_SECRET else "the client ID and the federated credential"
+        same_app = ctx.request.purpose != SETUP  # a day-two change keeps the app registration and its client ID
+        if ctx.request.credential == CLIENT_SECRET:
+            what = "the new client secret (the client ID stays)" if same_app else "the new client ID and secret"
+        else:
+            what = "the federated credential (the client ID stays)" if same_app else "the client ID and the federated credential"
         return PlannedStep(self.name, StepAction.MANUAL, f"You save 'Authenticate manually' in Copilot Studio with {what}",
-                           (), (f"now: {MODES.get(mode or 0, mode)}; the bot checks Dataverse after you confirm",))
+                           (), (f"Copilot Studio shows now: {MODES.get(mode or 0, mode)}. The bot checks Dataverse after you confirm.",))
 
     def instructions(self, ctx: StepContext) -> GuidedInstructions:
         client_id = str(ctx.data.get("app_id", ""))
@@ -57,6 +61,19 @@ class CopilotAuthentication(Step):
                 links=links,
             )
         uris = ", ".join(ctx.request.redirect_uris)
+        if ctx.request.purpose == ROTATE:  # the agent authenticates manually already: only the secret changes
+            return GuidedInstructions(
+                title="Enter the new client secret in Copilot Studio",
+                steps=(
+                    f"Open Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Authentication.",
+                    "Leave everything as it is except the client secret: select 'Show client secret' (only you see it; it stays "
+                    "until you select 'I copied it') and paste it over the old one.",
+                    "Select Save, then come back here and select Done. The old secret is removed only after the agent is published.",
+                ),
+                values=(("Client ID", client_id), ("Service provider", SECRET_PROVIDER)),
+                links=links,
+                secret_handoff=True,
+            )
         return GuidedInstructions(
             title="Set authentication in Copilot Studio",
             steps=(
@@ -66,7 +83,7 @@ class CopilotAuthentication(Step):
                 f"Client ID: {client_id}",
                 "Client secret: select 'Show client secret' (only you see it; it stays until you select 'I copied it') and paste it.",
                 "Scopes: profile openid",
-                f"Check that the Redirect URL shown is one of: {uris}.",
+                f"Check that the Redirect URL shown is one of these: {uris}",
                 "Select Save, then come back here and select Done.",
             ),
             values=(("Client ID", client_id), ("Scopes", "profile openid"), ("Service provider", SECRET_PROVIDER), ("Tenant ID", ctx.tenant_id)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dataverse import memo
-from ..models import AgentSummary, GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
+from ..models import ROTATE, AgentSummary, GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
 from ..validation import CUSTOMER_SERVICE_MAX_NAME
 from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link
 
@@ -21,9 +21,11 @@ class CustomerServiceConnection(Step):
     guided = True
 
     def applies(self, request: SetupRequest) -> bool:
-        return request.connect_customer_service
+        return request.connect_customer_service and request.purpose != ROTATE
 
     def skip_reason(self, request: SetupRequest, agent: AgentSummary) -> str:
+        if request.purpose == ROTATE:
+            return "not part of a rotation"
         if len(agent.name) > CUSTOMER_SERVICE_MAX_NAME:
             return f"the agent's name is over {CUSTOMER_SERVICE_MAX_NAME} characters, which Customer Service cannot connect"
         return "not requested"

@@ -74,7 +74,8 @@ class FederatedCredential(Step):
     def decide(self, ctx: StepContext, current: dict[str, Any]) -> PlannedStep:
         name, have = credential_name(ctx.agent), current["credential"]
         wanted = ctx.data.get("federated_values")
-        if have and (not wanted or (have.get("issuer"), have.get("subject")) == (wanted["issuer"], wanted["subject"])):
+        if have and (not wanted or (have.get("issuer"), have.get("subject")) == (wanted["issuer"], wanted["subject"])) \
+                and str(have.get("id")) not in ctx.request.retire:
             return PlannedStep(self.name, StepAction.NO_CHANGE, f"The federated credential '{name}' exists",
                                (), (f"issuer {have.get('issuer')}", f"value {have.get('subject')}"))
         return PlannedStep(self.name, StepAction.CREATE,

@@ -34,7 +34,7 @@ class Publish(Step):
         if mode == "CustomAzureActiveDirectory" and not ctx.data.get("needs_new_auth"):
             return PlannedStep(self.name, StepAction.NO_CHANGE, "The published agent already uses manual authentication")
         if mode == "CustomAzureActiveDirectory":
-            return PlannedStep(self.name, StepAction.UPDATE, "Publish the agent again so the new client secret takes effect",
+            return PlannedStep(self.name, StepAction.UPDATE, "Publish the agent again so the new credential takes effect",
                                (), ("the published agent already uses manual authentication",))
         return PlannedStep(self.name, StepAction.UPDATE, "Publish the agent so the authentication change takes effect",
                            (Change("published authentication", mode or None, "CustomAzureActiveDirectory"),))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dates import duration
-from ..models import GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
+from ..models import SETUP, AgentSummary, GuidedInstructions, PlannedStep, SetupRequest, StepAction, StepName
 from .base import COPILOT_STUDIO, Step, StepContext, Verification, copilot_link
 
 
@@ -15,7 +15,10 @@ class SecuredAccess(Step):
     guided = True
 
     def applies(self, request: SetupRequest) -> bool:
-        return request.require_secured_access
+        return request.require_secured_access and request.purpose == SETUP
+
+    def skip_reason(self, request: SetupRequest, agent: AgentSummary) -> str:
+        return "not part of this change (it was confirmed when the agent was set up)" if request.purpose != SETUP else "not requested"
 
     async def read(self, ctx: StepContext) -> dict[str, Any]:
         return {}

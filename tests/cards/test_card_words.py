@@ -53,7 +53,7 @@ def decided(app: dict[str, Any] | None = None, request: SetupRequest = REQUEST) 
     """What the real steps' `decide` plans for a tenant without the app (or with `app`) and an agent not yet set up."""
     ctx = StepContext(request=request, agent=AGENT, organization_id="6ac2279e-6331-4c31-95a9-a93935415b0e", tenant_id="tenant-1",
                       graph=None, dataverse=None, settings=SETTINGS)  # type: ignore[arg-type]  # decide reads neither
-    current = {"app": app, "ours": [], "sp": None, "bot": {"authenticationmode": 2}, "user": None, "registration": "", "credential": None}
+    current = {"app": app, "ours": [], "sp": None, "bot": {"authenticationmode": 2}, "user": None, "registration": "", "credential": None, "present": False}
     return tuple(step.decide(ctx, current) for step in STEPS)
 
 

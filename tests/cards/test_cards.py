@@ -30,6 +30,7 @@ from provisioning.models import (
     StepStatus,
     StepView,
 )
+from provisioning.steps import STEPS
 from sandbox.schema import CONTRACTS
 
 SCHEMA = json.loads((CONTRACTS / "adaptive-card-1.5.json").read_text())
@@ -39,6 +40,7 @@ AGENT = AgentSummary("https://contoso.crm.dynamics.com", "b0b0b0b0-0000-0000-000
 LONG = AgentSummary("https://contoso.crm.dynamics.com", "b0b0b0b0-0000-0000-0000-000000000002", "Contoso Returns and Warranty Claims Assistant", "cr6a1_x")
 REQUEST = SetupRequest(agent=AgentRef(AGENT.environment_url, AGENT.schema_name), app_display_name="Contoso Support auth")
 REQ, APP = Actor("aad-1", "Riley Requester"), Actor("aad-2", "Avery Approver")
+SETUP_STEPS = [s.name for s in STEPS if s.name != StepName.RETIRE_CREDENTIAL]  # a setup's steps, in order
 SECRET = "Xy9~secret-text-that-must-stay-private-0123"
 
 
@@ -57,7 +59,7 @@ def actions(card: dict[str, Any]) -> list[dict[str, Any]]:
 def plan(action_mix: bool = True) -> Plan:
     steps = tuple(
         PlannedStep(name, action, f"{action.value} {name.value}", (Change("web.redirectUris", None, ["https://token.botframework.com/.auth/web/redirect"]),) if action == StepAction.CREATE else (), ("a note",))
-        for name, action in zip(StepName, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL], strict=True)
+        for name, action in zip(SETUP_STEPS, [StepAction.CREATE, StepAction.CREATE, StepAction.NO_CHANGE, StepAction.NO_CHANGE, StepAction.MANUAL, StepAction.UPDATE, StepAction.MANUAL, StepAction.MANUAL], strict=True)
     )
     report = PreflightReport((PreflightCheck("secret_lifetime_policy", True, "The tenant's secret-lifetime policy could not be read (needs Policy.Read.All).", advice=True),))
     return Plan(REQUEST, AGENT, steps, report, "f" * 64, NOW)
@@ -67,7 +69,7 @@ def job(status: JobStatus = JobStatus.RUNNING, **step_status: StepStatus) -> Job
     instructions = GuidedInstructions("Set authentication", ("Open Copilot Studio.", "Paste the client ID."), (("Client ID", "c1"),),
                                       (("Open Copilot Studio", "https://copilotstudio.microsoft.com/"),), True)
     steps = []
-    for name in StepName:
+    for name in SETUP_STEPS:
         s = step_status.get(name.value, StepStatus.DONE)
         steps.append(StepView(name, s, message="Graph throttled (429); trying again in 4 s" if s == StepStatus.RETRYING else "A step message. Retry.",
                               instructions=instructions if s == StepStatus.WAITING_FOR_OPERATOR else None,

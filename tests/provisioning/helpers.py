@@ -33,7 +33,8 @@ def waiting_on(step: StepName):  # type: ignore[no-untyped-def]
 
 async def run_to_completion(svc: ProvisioningService, job: JobView) -> JobView:
     """Do every guided step in the sandbox as the operator would, until the job completes."""
-    for step in (StepName.FEDERATED_CREDENTIAL, StepName.COPILOT_AUTHENTICATION, StepName.SECURED_ACCESS, StepName.CUSTOMER_SERVICE_CONNECTION):
+    guided = (StepName.FEDERATED_CREDENTIAL, *(s for s in StepName if s.guided))
+    for step in (s.step for s in job.steps if s.step in guided):
         if job.step(step).status == StepStatus.SKIPPED:
             continue
         view = await wait_job(svc, job.id, lambda v, s=step: v.step(s).status in (StepStatus.WAITING_FOR_OPERATOR, StepStatus.DONE, StepStatus.PROPAGATING) or v.status == JobStatus.FAILED)

@@ -113,3 +113,23 @@ async def test_a_failed_step_says_what_to_do_and_retry_finishes(sandbox: Sandbox
     done = await run_to_completion(service, retried)
     assert done.status == JobStatus.COMPLETED
     assert any(a["action"] == "retried" for a in await service.audit_log(job.id))
+
+
+async def test_a_rerun_offers_to_keep_the_earlier_secured_access_confirmation(sandbox, service) -> None:  # type: ignore[no-untyped-def]
+    """Credential #5: a re-run for an agent whose secured access was confirmed before says when and by whom, and keeping
+    that confirmation (recorded) finishes the step without a second propagation window."""
+    from provisioning import JobStatus, StepName, StepStatus
+    from tests.fixtures.provisioning import agent_request
+
+    from .helpers import APPROVER, REQUESTER, run_to_completion, wait_job, waiting_on
+
+    first = await service.submit(await service.plan(agent_request(sandbox, connect_customer_service=False)), REQUESTER, APPROVER)
+    assert (await run_to_completion(service, first)).status == JobStatus.COMPLETED
+    again = await service.submit(await service.plan(agent_request(sandbox, connect_customer_service=False)), REQUESTER, APPROVER)
+    waiting = await wait_job(service, again.id, waiting_on(StepName.SECURED_ACCESS))
+    instructions = waiting.step(StepName.SECURED_ACCESS).instructions
+    assert instructions is not None and instructions.previous and instructions.previous[1] == REQUESTER.name, instructions
+    done = await service.confirm_step(again.id, StepName.SECURED_ACCESS, APPROVER, keep_previous=True)
+    assert done.step(StepName.SECURED_ACCESS).status == StepStatus.DONE and "Kept the earlier confirmation" in done.step(StepName.SECURED_ACCESS).message
+    assert (await wait_job(service, again.id, lambda v: v.status == JobStatus.COMPLETED, timeout=10)).status == JobStatus.COMPLETED
+    assert any(a["action"] == "kept_confirmation" for a in await service.audit_log(again.id))
