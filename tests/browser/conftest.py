@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 
@@ -9,3 +12,15 @@ import pytest
 def backend() -> dict[str, str]:
     """This suite runs on the embedded SQLite backend only (the storage, provisioning and bot suites cover both)."""
     return {}
+
+
+@pytest.fixture
+async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """The Playground in front of the bot, in Chromium; a failed test leaves the page's HTML and a screenshot."""
+    from tests.browser.test_playground_browser import playground_page
+
+    async with playground_page(running_bot, request.node.name) as tab:
+        yield tab
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            raise RuntimeError("test failed")  # keeps the page's HTML and a screenshot
