@@ -155,6 +155,7 @@ class Notifier:
         finally:
             for waiter in (stopping, *also):
                 waiter.cancel()
+            await asyncio.gather(stopping, *also, return_exceptions=True)  # let them unwind (a lock held inside) here
 
     def _next_wait(self) -> float:
         now = time.monotonic()

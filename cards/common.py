@@ -15,6 +15,7 @@ from provisioning.models import AgentSummary
 FACT_VALUE_LIMIT = 40  # Teams clips longer FactSet values; anything longer goes in a wrapped TextBlock
 ZWSP = "\u200b"
 _LONG_TOKEN = re.compile(r"\S{25,}")
+_CHUNK = re.compile(r".{1,20}", re.DOTALL)
 _AFTER = re.compile(r"(/+|[_=&:](?!/))")
 _BEFORE = re.compile(r"(?<=[^\s/.\u200b])([.?#])")
 
@@ -36,8 +37,14 @@ def heading(value: str, *, color: str | None = None) -> ac.TextBlock:
 def breakable(value: str) -> str:
     """Long unbroken tokens (URIs, Graph paths, issuers) get zero-width spaces after '/', '_', '=', '&', ':' and before
     '.', '?', '#'. Browsers break a URI at none of these, so in a narrow window Teams would cut it mid-word (or clip it);
-    with them it wraps where a typesetter would break a URL. The text looks the same; short values are left alone."""
-    return _LONG_TOKEN.sub(lambda m: _BEFORE.sub(ZWSP + r"\1", _AFTER.sub(r"\1" + ZWSP, m.group())), value)
+    with them it wraps where a typesetter would break a URL. A stretch of more than 20 characters with none of these
+    breaks every 20. The text looks the same; short values are left alone."""
+    def split(token: str) -> str:
+        marked = _BEFORE.sub(ZWSP + r"\1", _AFTER.sub(r"\1" + ZWSP, token))
+        # a run with no such place (a random subject identifier, a key) breaks every 20 characters instead
+        return ZWSP.join(ZWSP.join(_CHUNK.findall(piece)) or piece for piece in marked.split(ZWSP))
+
+    return _LONG_TOKEN.sub(lambda m: split(m.group()), value)
 
 
 def error_line(message: str | None) -> list[ac.TextBlock]:

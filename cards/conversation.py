@@ -29,7 +29,9 @@ def welcome_card(card_id: str, *, bot_name: str = BOT_NAME) -> dict[str, Any]:
         [
             title("Copilot Setup Bot"),
             text("I set up a Copilot Studio agent to sign users in and work in Dynamics 365 Customer Service: the Entra app "
-                 "registration, its client secret, publishing, and I guide you through the three steps Microsoft offers no API for."),
+                 "registration, its credential (a federated credential by default: no secret at all), publishing, and I guide "
+                 "you through the steps Microsoft offers no API for, then check them. Afterwards I watch the setup: expiry, "
+                 "changes, rotation and removal."),
             text("Nothing changes until someone allowed to approve has seen the exact plan and approved it.", subtle=True),
             text(f"In a channel, mention me: @{bot_name} setup copilot", subtle=True),
         ],

@@ -67,7 +67,6 @@ DONE_TITLES = {"rotate": "'{name}' signs in with its new credential", "repair": 
 # Outputs worth a line of their own under a step (long ids and URIs: wrapped, never in a FactSet).
 _SHOWN = {
     "app_registration": (("client_id", "Client ID"), ("object_id", "Object ID")),
-    "client_secret": (("secret_hint", "Starts with"),),
     "federated_credential": (("issuer", "Issuer"), ("subject", "Subject")),
     "service_principal": (("service_principal_id", "Object ID"),),
 }

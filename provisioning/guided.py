@@ -55,7 +55,7 @@ class Guided:
         if keep_previous:
             previous = job.data.get("previous_secured_access")
             if step != StepName.SECURED_ACCESS or not previous:
-                raise JobStateError("There is no earlier confirmation to keep for this step.", action="Do the step, then select Done.")
+                raise JobStateError("There is no earlier confirmation to keep for this step.", action="Do the step, then select 'Done, check it'.")
             message = f"Kept the earlier confirmation by {previous['by']} ({previous['at_text']}); no new propagation window."
             data = dict(job.data) | {"secured_access_confirmed": {"at": previous["at"], "by": previous["by"], "kept_by": actor.name or actor.id}}
             await self._finish(job, step, actor, StepStatus.DONE, message, "kept_confirmation", data=data)
@@ -116,7 +116,7 @@ class Guided:
         """Do a guided step in the sandbox's emulated Copilot Studio, as the person would, then confirm it."""
         operator = self.core.operator
         if operator is None:
-            raise JobStateError("There is no sandbox: this bot talks to a real tenant.", action="Do the step in Copilot Studio, then select Done.")
+            raise JobStateError("There is no sandbox: this bot talks to a real tenant.", action="Do the step in Copilot Studio, then select 'Done, check it'.")
         job, _row = await self._waiting(job_id, step)
         bot_id, client_id = job.agent.bot_id, str(job.data.get("app_id", ""))
         if step == StepName.FEDERATED_CREDENTIAL:
@@ -127,7 +127,7 @@ class Guided:
             if job.request.credential == CLIENT_SECRET:
                 if job.vault is None:
                     raise JobStateError("The client secret was already handed over, so the sandbox cannot enter it for you.",
-                                        action="Enter it yourself in the sandbox's emulated Copilot Studio, then select Done; or select 'Make a new client secret'.")
+                                        action="Enter it yourself in the sandbox's emulated Copilot Studio, then select 'Done, check it'; or select 'Make a new client secret'.")
 
                 async def enter(secret: str) -> None:
                     await operator.manual_authentication(bot_id, client_id=client_id, client_secret=secret)

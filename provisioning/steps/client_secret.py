@@ -39,10 +39,10 @@ class ClientSecret(Step):
         if current["ours"] and not ctx.data.get("force_new_secret") and not lost and not rotate:
             newest = max(current["ours"], key=lambda c: c.get("endDateTime") or "")
             return PlannedStep(self.name, StepAction.NO_CHANGE, "A client secret made by this bot exists",
-                               (), (f"hint {newest.get('hint')}…, expires {newest.get('endDateTime')}; it is not shown again",))
+                               (), (f"expires {newest.get('endDateTime')}; it is not shown again",))
         return PlannedStep(self.name, StepAction.CREATE, f"Create a client secret valid for {days} days",
                            (Change("passwordCredential.endDateTime", None, f"now + {days} days"),),
-                           ("shown once, privately, to the requester only; never posted to the chat",))
+                           ("shown privately to the requester only, until they say they copied it; never posted to the chat",))
 
     async def act(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         object_id = ctx.data["app_object_id"]
@@ -63,7 +63,7 @@ class ClientSecret(Step):
         await ctx.seal_secret(cred["keyId"], secret, data)
         ctx.data.update(data)
         del secret
-        return {"secret_hint": f"{cred.get('hint')}…", "secret_expires": str(cred.get("endDateTime"))}
+        return {"secret_expires": str(cred.get("endDateTime"))}  # not even Graph's three-character hint goes to a chat
 
     async def _remove_lost(self, ctx: StepContext, object_id: str, pending: dict[str, Any]) -> None:
         """A previous attempt may have made a secret whose text was lost in a crash: find and remove it.
@@ -85,4 +85,4 @@ class ClientSecret(Step):
         if not current["ours"]:
             return {}
         newest = max(current["ours"], key=lambda c: c.get("endDateTime") or "")
-        return {"secret_hint": f"{newest.get('hint')}…", "secret_expires": str(newest.get("endDateTime"))}
+        return {"secret_expires": str(newest.get("endDateTime"))}

@@ -53,9 +53,9 @@ class CopilotAuthentication(Step):
                 title="Save the authentication in Copilot Studio",
                 steps=(
                     "The federated credential is on the app registration now.",
-                    f"In Copilot Studio, on the agent '{ctx.agent.name}''s Authentication page (where you entered the client ID), "
-                    "check Scopes: profile openid.",
-                    "Select Save, then come back here and select Done; the bot checks Dataverse.",
+                    f"In Copilot Studio, on the Authentication page of the agent '{ctx.agent.name}' (where you entered the client ID), "
+                    "check the scopes (below).",
+                    "Select Save, then come back here and select 'Done, check it'; the bot checks Dataverse.",
                 ),
                 values=(("Client ID", client_id), ("Scopes", "profile openid"), ("Service provider", FEDERATED_PROVIDER)),
                 links=links,
@@ -68,7 +68,7 @@ class CopilotAuthentication(Step):
                     f"Open Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Authentication.",
                     "Leave everything as it is except the client secret: select 'Show client secret' (only you see it; it stays "
                     "until you select 'I copied it') and paste it over the old one.",
-                    "Select Save, then come back here and select Done. The old secret is removed only after the agent is published.",
+                    "Select Save, then come back here and select 'Done, check it'. The old secret is removed only after the agent is published.",
                 ),
                 values=(("Client ID", client_id), ("Service provider", SECRET_PROVIDER)),
                 links=links,
@@ -84,7 +84,7 @@ class CopilotAuthentication(Step):
                 "Client secret: select 'Show client secret' (only you see it; it stays until you select 'I copied it') and paste it.",
                 "Scopes: profile openid",
                 f"Check that the Redirect URL shown is one of these: {uris}",
-                "Select Save, then come back here and select Done.",
+                "Select Save, then come back here and select 'Done, check it'.",
             ),
             values=(("Client ID", client_id), ("Scopes", "profile openid"), ("Service provider", SECRET_PROVIDER), ("Tenant ID", ctx.tenant_id)),
             links=links,
@@ -104,4 +104,4 @@ class CopilotAuthentication(Step):
             return Verification(True, "Dataverse shows manual Microsoft Entra ID authentication with a token-service connection.")
         text = f"Dataverse shows authenticationmode {mode} ({MODES.get(mode or 0, 'unknown')})"
         text += ", and no connectionName yet." if not connection else f", connectionName {connection}."
-        return Verification(False, text + " Save the authentication settings in Copilot Studio, then select Done again.")
+        return Verification(False, text + " Save the authentication settings in Copilot Studio, then select 'Done, check it' again.")

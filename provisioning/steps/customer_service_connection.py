@@ -52,7 +52,7 @@ class CustomerServiceConnection(Step):
                 f"In Copilot Studio, open the agent '{ctx.agent.name}', then Channels → Customer engagement hub → Dynamics 365 Customer Service.",
                 "Select Connect, and wait until it says the agent is connected.",
                 "Then add the agent to a push-based workstream in the Customer Service admin center (one agent per workstream).",
-                "Come back here and select Done; the bot checks Dataverse for the agent's bot application user.",
+                "Come back here and select 'Done, check it'; the bot checks Dataverse for the agent's bot application user.",
             ),
             links=(("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),),
         )
@@ -63,7 +63,7 @@ class CustomerServiceConnection(Step):
         if current["user"]:
             return Verification(True, f"Dataverse has the agent's bot application user '{current['user'].get('fullname')}'.")
         return Verification(False, f"Dataverse has no bot application user for the agent (application id {current['registration'] or 'unknown'}). "
-                                   "Select Connect in Copilot Studio and wait for it to finish, then select Done again.")
+                                   "Select Connect in Copilot Studio and wait for it to finish, then select 'Done, check it' again.")
 
     def outputs(self, ctx: StepContext, current: dict[str, Any]) -> dict[str, str]:
         return {"bot_application_user": str((current["user"] or {}).get("systemuserid", ""))}

@@ -42,7 +42,7 @@ def field_errors(issuer: str, subject: str) -> list[FieldError]:
     if not issuer:
         errors.append(FieldError("issuer", "Paste the federated credential issuer that Copilot Studio shows."))
     elif " " in issuer or parts.scheme != "https" or not parts.netloc:
-        errors.append(FieldError("issuer", "The issuer is an https URL with no spaces; copy it again from Copilot Studio."))
+        errors.append(FieldError("issuer", "The issuer must be an https URL with no spaces: copy it again from Copilot Studio."))
     elif len(issuer) > MAX_ISSUER:
         errors.append(FieldError("issuer", f"Microsoft Entra accepts at most {MAX_ISSUER} characters here (this has {len(issuer)})."))
     if not subject:

@@ -31,7 +31,7 @@ class AgentAuthenticationOff(Step):
             title="Stop using this app registration in Copilot Studio",
             steps=(f"Open Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Authentication.",
                    "Choose 'No authentication', 'Authenticate with Microsoft', or another provider, and select Save.",
-                   "Publish the agent, then come back here and select Done; the bot checks Dataverse before it deletes anything."),
+                   "Publish the agent, then come back here and select 'Done, check it'; the bot checks Dataverse before it deletes anything."),
             links=(("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),),
         )
 
@@ -41,7 +41,7 @@ class AgentAuthenticationOff(Step):
         if mode != 3:
             return Verification(True, f"Dataverse shows the agent's authentication as {MODES.get(mode or 0, mode)}.")
         return Verification(False, "Dataverse still shows manual Microsoft Entra ID authentication. Switch it in Copilot Studio, then "
-                                   "select Done again (or Continue anyway if the agent now uses another app registration).")
+                                   "select 'Done, check it' again (or Continue anyway if the agent now uses another app registration).")
 
 
 class CustomerServiceDisconnect(Step):
@@ -67,14 +67,14 @@ class CustomerServiceDisconnect(Step):
             title="Disconnect the agent from Dynamics 365 Customer Service",
             steps=(f"In Copilot Studio, open the agent '{ctx.agent.name}', then Channels → Customer engagement hub → Dynamics 365 Customer Service.",
                    "Select Disconnect, and remove the agent from its workstream in the Customer Service admin center.",
-                   "Come back here and select Done; the bot checks Dataverse for the agent's bot application user."),
+                   "Come back here and select 'Done, check it'; the bot checks Dataverse for the agent's bot application user."),
             links=(("Open Copilot Studio", copilot_link(ctx.agent.bot_id, ctx.portal_url) if ctx.portal_url else COPILOT_STUDIO),),
         )
 
     async def verify(self, ctx: StepContext) -> Verification:
         ctx.forget("bot")
         if (await self.read(ctx))["user"]:
-            return Verification(False, "Dataverse still has the agent's bot application user. Disconnect it, then select Done again.")
+            return Verification(False, "Dataverse still has the agent's bot application user. Disconnect it, then select 'Done, check it' again.")
         return Verification(True, "Dataverse has no bot application user for the agent any more.")
 
 

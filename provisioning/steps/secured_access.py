@@ -38,7 +38,7 @@ class SecuredAccess(Step):
             steps=(
                 f"In Copilot Studio, open the agent '{ctx.agent.name}', then Settings → Security → Web channel security.",
                 "Turn on 'Require secured access'.",
-                "Come back here and select Done. No Microsoft API can read this setting, so the bot records the time you confirm.",
+                "Come back here and select 'Done, check it'. No Microsoft API can read this setting, so the bot records the time you confirm.",
                 f"It takes up to {duration(ctx.settings.propagation_delay.total_seconds())} to take effect; until then the old setting applies. "
                 "You don't need to publish for this change.",
             ),
