@@ -3,6 +3,8 @@ work in channels (where the bot only hears @mentions). Errors sit right under th
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, Mapping, Sequence
 
 import microsoft_teams.cards as ac
@@ -32,7 +34,22 @@ def agent_value(agent: AgentSummary) -> str:
     return f"{agent.environment_url}|{agent.bot_id}"
 
 
+_CARD_ID = "\u0000card-id\u0000"  # stands for the card id in a cached card; no agent name or URL can hold it
+
+
 def agent_choice_card(card_id: str, agents: Sequence[AgentSummary], *, selected: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """The agent choice. Every `/setup copilot` shows it, mostly for the same agents, so it is built once per agent list
+    (the card models cost more than the rest of the turn) and copied with this card's id."""
+    card: dict[str, Any] = json.loads(_agent_choice_json(tuple(agents), selected, error).replace(json.dumps(_CARD_ID)[1:-1], card_id))
+    return card
+
+
+@functools.lru_cache(maxsize=32)
+def _agent_choice_json(agents: tuple[AgentSummary, ...], selected: str | None, error: str | None) -> str:
+    return json.dumps(_agent_choice(_CARD_ID, agents, selected=selected, error=error))
+
+
+def _agent_choice(card_id: str, agents: Sequence[AgentSummary], *, selected: str | None = None, error: str | None = None) -> dict[str, Any]:
     body: list[Any] = [title("Set up an agent: 1 of 2"), text("Which Copilot Studio agent should work in Customer Service?")]
     if not agents:
         body.append(text("I found no agents in the configured environments (DATAVERSE_URL). Check that the provisioning app is an "

@@ -16,7 +16,8 @@ from __future__ import annotations
 import abc
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 Row = dict[str, Any]
 EVENTS_CHANNEL = "copilot_setup_events"  # a job changed or an event was appended
@@ -77,6 +78,21 @@ class Changes:
             return False
 
 
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: tuple[Any, ...] = ()
+    one_row: bool = False  # it must change exactly one row, or the transaction is rolled back
+
+
+class RowCountMismatch(StoreError):
+    """A statement of `Database.write_all` marked `one_row` changed another number of rows (its index: `.index`)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"statement {index} did not change exactly one row")
+        self.index = index
+
+
 class Tx(Protocol):
     """One transaction (or, from `Database.read()`, one connection in autocommit) on the backend."""
 
@@ -133,6 +149,18 @@ class Database(abc.ABC):
         the backend can tell, in another process), at most `timeout` seconds; True if one did. Read `changes` before
         reading what you wait on, so no change between the read and the wait is missed. Backends without cross-process
         notification return at the timeout, and callers poll."""
+
+    async def write_all(self, statements: Sequence[Statement]) -> list[int]:
+        """Run `statements` in one write transaction, all or nothing: their row counts. A statement marked
+        `one_row` that changes any other number of rows rolls the whole transaction back (RowCountMismatch). For
+        writes known in full beforehand (the bot's state), so a backend can send them at once."""
+        async with self.transaction() as tx:
+            counts = []
+            for n, st in enumerate(statements):
+                counts.append(await tx.execute(st.sql, *st.params))
+                if st.one_row and counts[-1] != 1:
+                    raise RowCountMismatch(n)
+        return counts
 
     async def ping(self) -> bool:
         async with self.read() as tx:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Iterable, Mapping
 
-from .base import Database, EtagConflict
+from .base import Database, EtagConflict, RowCountMismatch, Statement
 
 
 class KeyValue:
@@ -29,15 +29,19 @@ class KeyValue:
             if etag == "":
                 raise ValueError(f"the etag of '{key}' is empty")
         new: dict[str, str] = {}
-        async with self.db.transaction() as tx:
-            for key, (etag, doc) in changes.items():
-                tag = uuid.uuid4().hex
-                if etag is None or etag == "*":
-                    await tx.execute("INSERT INTO bot_state (key, etag, doc) VALUES (?, ?, ?) "
-                                     "ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, doc = excluded.doc", key, tag, doc)
-                elif await tx.execute("UPDATE bot_state SET etag = ?, doc = ? WHERE key = ? AND etag = ?", tag, doc, key, etag) != 1:
-                    raise EtagConflict(f"'{key}' was changed by someone else (etag {etag} is stale)")
-                new[key] = tag
+        statements: list[Statement] = []
+        for key, (etag, doc) in changes.items():
+            tag = new[key] = uuid.uuid4().hex
+            if etag is None or etag == "*":
+                statements.append(Statement("INSERT INTO bot_state (key, etag, doc) VALUES (?, ?, ?) "
+                                            "ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, doc = excluded.doc", (key, tag, doc)))
+            else:
+                statements.append(Statement("UPDATE bot_state SET etag = ?, doc = ? WHERE key = ? AND etag = ?", (tag, doc, key, etag), one_row=True))
+        try:
+            await self.db.write_all(statements)
+        except RowCountMismatch as exc:
+            key, (etag, _doc) = list(changes.items())[exc.index]
+            raise EtagConflict(f"'{key}' was changed by someone else (etag {etag} is stale)") from None
         return new
 
     async def delete(self, keys: Iterable[str]) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from . import migrations
-from .base import EVENTS_CHANNEL, Changes, Database, Row, StoreError
+from .base import EVENTS_CHANNEL, Changes, Database, Row, RowCountMismatch, Statement, StoreError
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK = 7_281_001  # advisory lock keys of this application
@@ -137,6 +137,20 @@ class PostgresDatabase(Database):
                     await conn.execute("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL,))  # delivered at commit
         if tx.notify:
             self._changes.bump()
+
+    async def write_all(self, statements: Sequence[Statement]) -> list[int]:
+        """BEGIN, the statements and COMMIT in one round trip (psycopg's pipeline mode); the row counts are checked
+        before the COMMIT is sent, so a mismatch still rolls everything back."""
+        async with self._pool.connection() as conn:
+            async with conn.pipeline() as pipeline:
+                async with conn.transaction():
+                    cursors = [await conn.execute(_sql(st.sql), st.params) for st in statements]
+                    await pipeline.sync()
+                    counts = [c.rowcount for c in cursors]
+                    for n, (st, count) in enumerate(zip(statements, counts, strict=True)):
+                        if st.one_row and count != 1:
+                            raise RowCountMismatch(n)
+        return counts
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresTx]:
