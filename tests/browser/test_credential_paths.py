@@ -111,7 +111,7 @@ async def test_the_federated_credential_typed_in_from_copilot_studio(page: Any, 
     await guided.get_by_label("Federated credential issuer").fill("http://not secure")
     await guided.get_by_label("Federated credential value").fill("has spaces in it")
     await guided.get_by_role("button", name="Add the federated credential").click()
-    await expect(guided.get_by_text("The issuer is an https URL", exact=False)).to_be_visible(timeout=20_000)
+    await expect(guided.get_by_text("The issuer must be an https URL", exact=False)).to_be_visible(timeout=20_000)
     await expect(guided.get_by_text("The value has no spaces", exact=False)).to_be_visible()
     await expect(guided.get_by_label("Federated credential issuer")).to_have_value("http://not secure")
     await shot(page, "fed-4-federated-invalid")
