@@ -38,7 +38,7 @@ import psutil
 
 from bench.loadgen import SCRIPTS, activity
 from bench.pg import bench_postgres
-from bench.procs import PY, ROOT, BotProcess, start_connector, start_sandbox
+from bench.procs import PY, ROOT, BotProcess, start_connector, start_sandbox, stop_all
 from bench.pyspy import summarize
 from bench.variants.setup import VARIANTS
 
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             result["pg_open"] = pg_open(next(p for p in procs if p.name == "setup-postgres").env["DATABASE_URL"], args.starts)
             result["what_ifs"] = what_ifs(procs, args.starts, connector_url) if args.what_ifs else {}
         finally:
-            for p in procs:
-                p.stop()
-            connector.shutdown()
-            sandbox.terminate()
-            sandbox.wait(10)
+            stop_all(procs, connector, sandbox)
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["load_average"] = os.getloadavg()
     (args.out / "coldstart.json").write_text(json.dumps(result, indent=2))

@@ -185,6 +185,15 @@ def start_connector() -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+def stop_all(procs: list[BotProcess], connector: ThreadingHTTPServer, sandbox: subprocess.Popen[str]) -> None:
+    """Stop the bots, the fake Bot Connector and the sandbox a run started."""
+    for p in procs:
+        p.stop()
+    connector.shutdown()
+    sandbox.terminate()
+    sandbox.wait(10)
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pg import BenchPostgres, bench_postgres
-from bench.procs import PY, ROOT, BotProcess, load, start_connector, start_sandbox
+from bench.procs import PY, ROOT, BotProcess, load, start_connector, start_sandbox, stop_all
 from bench.pyspy import summarize
 
 RATE = 250
@@ -97,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[p.name] = profiled_load(p, pg, args.conversations, args.turns, args.out)
                 p.stop()
         finally:
-            for p in procs:
-                p.stop()
-            connector.shutdown()
-            sandbox.terminate()
-            sandbox.wait(10)
+            stop_all(procs, connector, sandbox)
     (args.out / "profile_load.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (args.out / "profile_load.md").write_text(table)

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.loadgen import SCRIPTS
 from bench.pg import BenchPostgres, bench_postgres
-from bench.procs import LOCAL, PY, ROOT, BotProcess, load, median, start_connector, start_sandbox
+from bench.procs import LOCAL, PY, ROOT, BotProcess, load, median, start_connector, start_sandbox, stop_all
 from bench.report import markdown, verdicts
 
 MEDIAN_KEYS = ("turns_per_s", "p50_ms", "p99_ms", "mean_ms", "cpu_ms_per_turn", "server_cpu_ms_per_turn", "total_cpu_ms_per_turn")
@@ -138,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in procs:  # 1,000 distinct conversations, 64 at a time, then the RSS
                 results["conversations"][p.name] = load(p, 64, conversations * len(SCRIPTS[p.script]), "many", fresh=True)
         finally:
-            for p in procs:
-                p.stop()
-            connector.shutdown()
-            sandbox.terminate()
-            sandbox.wait(10)
+            stop_all(procs, connector, sandbox)
         apply_runs = 1 if args.quick else 3
         results["apply"] = {"sqlite": apply_bench(args.out, apply_runs, None), "postgres": apply_bench(args.out, apply_runs, pg)}
     results["rounds"] = rounds

@@ -43,11 +43,11 @@ from .dates import when
 from .errors import ConfigurationError, PreflightFailed, ProvisioningError, StalePlanError, ValidationFailed
 from .models import Actor, JobStatus, JobView, Plan, SetupRequest, StepName, StepStatus
 from .service import ProvisioningService
-from .setups import SetupView
+from .setups import PUT_BACK, REMOVE_SETUP, ROTATE_SECRET, SWITCH_TO_FEDERATED, SetupView
 from .steps.base import parse_time
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PREFLIGHT, EXIT_STALE, EXIT_WAITING, EXIT_PROPAGATING, EXIT_ATTENTION = range(8)
-CHANGES = {"rotate": "rotate", "repair": "repair", "remove": "remove"}
+CHANGES = {"rotate": ROTATE_SECRET, "repair": PUT_BACK, "remove": REMOVE_SETUP}  # command → the day-two change it plans
 STATUS_EXIT = {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_FAILED, JobStatus.CANCELLED: EXIT_FAILED,
                JobStatus.WAITING_FOR_OPERATOR: EXIT_WAITING, JobStatus.PROPAGATING: EXIT_PROPAGATING}
 
@@ -134,8 +134,11 @@ def needs_attention(setup: SetupView) -> bool:
 
 
 async def approve_and_run(svc: ProvisioningService, plan: Plan, args: argparse.Namespace, out: TextIO) -> int:
-    """Show the plan, take the approval (--yes, or typed), run the job until it needs someone, fails or completes."""
-    print_plan(plan, out)
+    """Show the plan, take the approval (--yes, or typed), run the job until it needs someone, fails or completes.
+    With --json only the job is written, as JSON."""
+    as_json = getattr(args, "json", False)
+    if not as_json:
+        print_plan(plan, out)
     if not args.yes:
         if not sys.stdin.isatty():
             out.write("Not applied: pass --yes to approve this plan non-interactively.\n")
@@ -145,7 +148,7 @@ async def approve_and_run(svc: ProvisioningService, plan: Plan, args: argparse.N
             return EXIT_OK
     who = actor(args)
     job = await run_until_settled(svc, (await svc.submit(plan, who, who, {"source": "cli"})).id)
-    print_job(job, out)
+    json.dump(job.to_dict(), out, indent=2) if as_json else print_job(job, out)
     return STATUS_EXIT.get(job.status, EXIT_FAILED)
 
 
@@ -172,21 +175,7 @@ async def main_async(args: argparse.Namespace, out: TextIO) -> int:
             json.dump(plan.to_dict(), out, indent=2) if args.json else print_plan(plan, out)
             return EXIT_OK
         if args.command == "apply":
-            plan = await svc.plan(read_request(args.request))
-            if not args.json:
-                print_plan(plan, out)
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    out.write("Not applied: pass --yes to approve this plan non-interactively.\n")
-                    return EXIT_INVALID
-                if input("Apply this plan? Type yes: ").strip().lower() != "yes":
-                    out.write("Not applied.\n")
-                    return EXIT_OK
-            who = actor(args)
-            job = await svc.submit(plan, who, who, {"source": "cli"})
-            job = await run_until_settled(svc, job.id)
-            json.dump(job.to_dict(), out, indent=2) if args.json else print_job(job, out)
-            return STATUS_EXIT.get(job.status, EXIT_FAILED)
+            return await approve_and_run(svc, await svc.plan(read_request(args.request)), args, out)
         if args.command == "status":
             jobs = [await svc.get_job(args.job)] if args.job else await svc.list_jobs()
             if args.json:
@@ -209,7 +198,7 @@ async def main_async(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_ATTENTION if any(needs_attention(s) for s in setups) else EXIT_OK
         if args.command in CHANGES:
             setup = await svc.find_setup(args.setup)
-            change = "federated" if args.command == "rotate" and args.federated else CHANGES[args.command]
+            change = SWITCH_TO_FEDERATED if args.command == "rotate" and args.federated else CHANGES[args.command]
             return await approve_and_run(svc, await svc.propose(setup.subject, change), args, out)
         if args.command == "keep":
             setup = await svc.find_setup(args.setup)

@@ -17,7 +17,7 @@ def backend() -> dict[str, str]:
 @pytest.fixture
 async def page(running_bot: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """The Playground in front of the bot, in Chromium; a failed test leaves the page's HTML and a screenshot."""
-    from tests.browser.test_playground_browser import playground_page
+    from tests.browser.harness import playground_page
 
     async with playground_page(running_bot, request.node.name) as tab:
         yield tab

@@ -8,11 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cards.common import ZWSP
-from tests.browser import test_playground_browser as playground
-from tests.browser.test_playground_browser import OUT, say
+from tests.browser.harness import BROWSER, OUT, card, measure, say
 
-pytestmark = playground.pytestmark  # a browser test: needs Debian's chromium and Node.js
+pytestmark = BROWSER
 
 AGENT = "Contoso Returns and Warranty Claims Assistant"  # a sandbox agent whose name is over 30 characters
 DISPLAY_NAME = "Contoso Returns and Warranty Claims Assistant sign-in for Dynamics 365 Customer Service, Western Europe"
@@ -23,39 +21,6 @@ REDIRECT_URIS = (
 )
 WIDTHS = (1280, 420)
 HEIGHT = 4000  # tall enough that a whole card is on screen for its screenshot
-
-# Every visible text element of the card: whether it is clipped (wider inside than its box, or reaching past the card)
-# and where a line break falls between two letters or digits (a word broken in two).
-MEASURE = r"""
-(card) => {
-  const letter = /[\p{L}\p{N}]/u;
-  const box = card.getBoundingClientRect();
-  const range = document.createRange();
-  const found = [];
-  for (const el of card.querySelectorAll('.ac-textBlock, .ac-richTextBlock, .ac-fact-title, .ac-fact-value, .ac-pushButton-content > div')) {
-    if (!el.offsetParent || !el.innerText.trim()) continue;
-    const r = el.getBoundingClientRect();
-    const clipped = el.scrollWidth > el.clientWidth || r.right > box.right + 0.5 || r.left < box.left - 0.5;
-    const splits = [];
-    let prev = null;
-    const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-    while (walk.nextNode()) {
-      const node = walk.currentNode;
-      for (let i = 0; i < node.length; i++) {
-        range.setStart(node, i); range.setEnd(node, i + 1);
-        const rects = range.getClientRects();
-        if (!rects.length) continue;
-        const top = rects[0].top, ch = node.data[i];
-        if (prev && top > prev.top + 2 && letter.test(prev.ch) && letter.test(ch)) splits.push(prev.ch + '|' + ch);
-        prev = {top, ch};
-      }
-    }
-    found.push({text: el.innerText, clipped, scroll: el.scrollWidth, client: el.clientWidth, right: Math.round(r.right), edge: Math.round(box.right), splits});
-  }
-  return found;
-}
-"""
-
 
 # The Playground is made for a desktop window: it draws every card in a frame 450 px wide (its cardMessageContainer
 # style) inside a chat column at least 600 px wide, so in a narrow window a card only runs off the screen. Teams on a
@@ -75,10 +40,6 @@ FIT_WINDOW = r"""
   return {fits: box.left >= 0 && box.right <= width, left: box.left, right: box.right, window: width};
 }
 """
-
-
-def card(page: Any, words: str) -> Any:
-    return page.locator(".ac-adaptiveCard", has_text=words).last
 
 
 async def check(page: Any, words: str, name: str, *, details: str | None = None, widths: tuple[int, ...] = WIDTHS) -> list[str]:
@@ -101,14 +62,7 @@ async def check(page: Any, words: str, name: str, *, details: str | None = None,
             await element.get_by_text(details).wait_for()
         await element.scroll_into_view_if_needed()
         await element.screenshot(path=str(OUT / f"{name}-{width}.png"))
-        found = await element.evaluate(MEASURE)
-        assert found, f"no text elements found on the card '{words}'"
-        clipped = [f"{f['text'][:60]!r} (width {f['scroll']} in {f['client']}, right edge {f['right']} of the card's {f['edge']})"
-                   for f in found if f["clipped"]]
-        assert not clipped, f"cut off at {width} px: {clipped}"
-        split = [f"{f['text'][:60]!r}: {f['splits']}" for f in found if f["splits"]]
-        assert not split, f"a word broken across lines at {width} px: {split}"
-        texts = [f["text"].replace(ZWSP, "") for f in found]  # the zero-width break opportunities long values carry
+        texts = await measure(element, f"on the card '{words}' at {width} px")
     return texts
 
 

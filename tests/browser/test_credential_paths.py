@@ -12,12 +12,11 @@ import time
 from typing import Any, AsyncIterator
 
 from provisioning import StepName
-from tests.browser import test_playground_browser as playground
+from tests.browser.harness import BROWSER, LOCAL, OUT, card, say, shot
 from tests.browser.test_cards_on_screen import FIT_WINDOW, check
-from tests.browser.test_playground_browser import LOCAL, OUT, say, shot
 from tests.fixtures.sandbox import sandbox_http
 
-pytestmark = playground.pytestmark  # a browser test: needs Debian's chromium and Node.js
+pytestmark = BROWSER
 
 SANDBOX = "Do it in the sandbox (emulated Copilot Studio)"
 SECRET_CARD = "Client secret: only you see this"
@@ -42,10 +41,6 @@ async def sandbox_post(bot: Any, path: str, body: dict[str, str] | None = None) 
 async def tenant(bot: Any) -> dict[str, Any]:
     async with sandbox_http(_Env(bot)) as http:  # type: ignore[arg-type]
         return dict((await http.get(f"{bot.env['SANDBOX_URL']}/_sandbox/state")).json())
-
-
-def card(page: Any, words: str) -> Any:
-    return page.locator(".ac-adaptiveCard", has_text=words).last
 
 
 async def everything_shown(page: Any) -> str:

@@ -4,67 +4,12 @@ Only 127.0.0.1/localhost are reachable from the page; everything else is blocked
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-import pytest
+from tests.browser.harness import BROWSER, playground_page, say, shot
 
-from tests.playground.test_playground import free_port
-
-CHROMIUM = "/usr/bin/chromium"
-OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/|^(data|blob|about):")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
-                       reason="needs Debian's chromium and Node.js (make test installs both)"),
-]
-
-
-@contextlib.asynccontextmanager
-async def playground_page(bot: Any, name: str) -> AsyncIterator[Any]:
-    """The Playground in front of `bot`, opened in headless Chromium with only loopback reachable."""
-    from playwright.async_api import async_playwright
-
-    from scripts.playground import Playground
-
-    pg = Playground(bot.url.replace("127.0.0.1", "localhost"), free_port())
-    await pg.start(timeout=60)
-    OUT.mkdir(parents=True, exist_ok=True)
-    try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
-            await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
-            tab = await context.new_page()
-            await tab.goto(pg.url, wait_until="networkidle")
-            try:
-                yield tab
-            except BaseException:
-                (OUT / f"{name}-failure.html").write_text(await tab.content())
-                await tab.screenshot(path=str(OUT / f"{name}-failure.png"), full_page=True)
-                raise
-            finally:
-                await browser.close()
-    finally:
-        await pg.stop()
-
-
-async def shot(page: Any, name: str) -> None:
-    await page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
-
-
-async def say(page: Any, text: str) -> None:
-    box = page.locator("[contenteditable=true]").first
-    await box.click()
-    await page.keyboard.type(text)
-    await page.keyboard.press("Enter")
+pytestmark = BROWSER
 
 
 async def test_a_person_sets_up_an_agent_in_the_playground(page: Any) -> None:

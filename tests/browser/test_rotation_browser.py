@@ -6,109 +6,19 @@ or button cut off, no word broken in two) and saved as test-output/browser/rotat
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-from pathlib import Path
-from typing import Any, AsyncIterator
-
-import pytest
+from typing import Any
 
 from sandbox import Sandbox
+from tests.browser.harness import BROWSER, OUT, card, measure, playground_page, say
 from tests.fixtures.sandbox import sandbox_http
-from tests.playground.test_playground import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-OUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/|^(data|blob|about):")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
-                       reason="needs Debian's chromium and Node.js (make test installs both)"),
-]
+pytestmark = BROWSER
 
 DAY = 86_400
 AGENT = "Contoso Support"
 SANDBOX_BUTTON = "Do it in the sandbox (emulated Copilot Studio)"
 AUTHENTICATE = "Your turn: Copilot Studio: authenticate manually"
-
-# Every visible text element and button of a card: whether it is cut off (wider inside than its box, or reaching past
-# the card) and where a line break falls between two letters or digits (a word broken in two).
-MEASURE = r"""
-(card) => {
-  const letter = /[\p{L}\p{N}]/u;
-  const box = card.getBoundingClientRect();
-  const range = document.createRange();
-  const found = [];
-  for (const el of card.querySelectorAll('.ac-textBlock, .ac-richTextBlock, .ac-fact-title, .ac-fact-value, .ac-pushButton, .ac-pushButton-content > div')) {
-    if (!el.offsetParent || !el.innerText.trim()) continue;
-    const r = el.getBoundingClientRect();
-    const clipped = el.scrollWidth > el.clientWidth || r.right > box.right + 0.5 || r.left < box.left - 0.5;
-    const splits = [];
-    let prev = null;
-    const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-    while (walk.nextNode()) {
-      const node = walk.currentNode;
-      for (let i = 0; i < node.length; i++) {
-        range.setStart(node, i); range.setEnd(node, i + 1);
-        const rects = range.getClientRects();
-        if (!rects.length) continue;
-        const top = rects[0].top, ch = node.data[i];
-        if (prev && top > prev.top + 2 && letter.test(prev.ch) && letter.test(ch)) splits.push(prev.ch + '|' + ch);
-        prev = {top, ch};
-      }
-    }
-    found.push({text: el.innerText, button: el.classList.contains('ac-pushButton'), clipped, scroll: el.scrollWidth,
-                client: el.clientWidth, right: Math.round(r.right), edge: Math.round(box.right), splits});
-  }
-  return found;
-}
-"""
-
-
-@contextlib.asynccontextmanager
-async def playground_page(bot: Any, name: str) -> AsyncIterator[Any]:
-    """The Playground in front of `bot`, in headless Chromium with only loopback reachable; a failure leaves the page's
-    HTML and a screenshot (the same as test_playground_browser.py's, copied so this file stands on its own)."""
-    from playwright.async_api import async_playwright
-
-    from scripts.playground import Playground
-
-    pg = Playground(bot.url.replace("127.0.0.1", "localhost"), free_port())
-    await pg.start(timeout=60)
-    OUT.mkdir(parents=True, exist_ok=True)
-    try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            context = await browser.new_context(viewport={"width": 1280, "height": 1400})
-            await context.route("**/*", lambda route: route.continue_() if LOCAL.match(route.request.url) else route.abort())
-            tab = await context.new_page()
-            await tab.goto(pg.url, wait_until="networkidle")
-            try:
-                yield tab
-            except BaseException:
-                (OUT / f"{name}-failure.html").write_text(await tab.content())
-                await tab.screenshot(path=str(OUT / f"{name}-failure.png"), full_page=True)
-                raise
-            finally:
-                await browser.close()
-    finally:
-        await pg.stop()
-
-
-def card(page: Any, words: str) -> Any:
-    return page.locator(".ac-adaptiveCard", has_text=words).last
-
-
-async def say(page: Any, text: str) -> None:
-    box = page.locator("[contenteditable=true]").first
-    await box.click()
-    await page.keyboard.type(text)
-    await page.keyboard.press("Enter")
-
 
 async def shown(page: Any, words: str, name: str) -> list[str]:
     """The card titled `words`, screenshot as test-output/browser/`name`.png; fails if any of its text or buttons is cut
@@ -117,14 +27,7 @@ async def shown(page: Any, words: str, name: str) -> list[str]:
     await element.scroll_into_view_if_needed()
     await page.wait_for_timeout(200)  # the Playground lays a new or updated card out
     await element.screenshot(path=str(OUT / f"{name}.png"))
-    found = await element.evaluate(MEASURE)
-    assert found, f"no text elements on the card '{words}'"
-    clipped = [f"{f['text'][:60]!r} (width {f['scroll']} in {f['client']}, right edge {f['right']} of the card's {f['edge']})"
-               for f in found if f["clipped"]]
-    assert not clipped, f"cut off on the card '{words}': {clipped}"
-    split = [f"{f['text'][:60]!r}: {f['splits']}" for f in found if f["splits"]]
-    assert not split, f"a word broken across lines on the card '{words}': {split}"
-    return [f["text"].replace("\u200b", "") for f in found if not f["button"]]
+    return await measure(element, f"on the card '{words}'", buttons=True)
 
 
 async def buttons(page: Any, words: str, *labels: str) -> None:
@@ -186,7 +89,7 @@ async def test_a_person_rotates_an_expiring_client_secret_from_the_expiry_card(s
     from playwright.async_api import expect
 
     bot = await bot_factory(WATCH_INTERVAL="1s")
-    async with playground_page(bot, "rotation") as page:
+    async with playground_page(bot, "rotation", height=1400) as page:
         await set_up_with_a_client_secret(page)
         done = await shown(page, f"'{AGENT}' is set up", "rotation-1-setup-completed")
         assert [t for t in done if re.match(r"✓ Made a client secret, expires \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d UTC$", t)], done

@@ -46,6 +46,14 @@ async def drive(watcher, env: dict[str, str], command: list[str], guided: str, k
     return killed, seq
 
 
+async def set_up(watcher, env: dict[str, str], sb: Sandbox, tmp: Path) -> int:  # type: ignore[no-untyped-def]
+    """A completed client-secret setup, made by the real command line; the last event seen."""
+    _, seq = await run_watched(watcher, env, ["--as", "riley", "apply", str(request_file(sb, tmp)), "--yes"], None, 0)
+    setup_job = (await watcher.list_jobs())[0].id
+    _, seq = await run_watched(watcher, env, ["--as", "riley", "confirm-step", setup_job, "copilot_authentication", "--sandbox"], None, seq)
+    return seq
+
+
 @pytest.mark.parametrize("kill_at", [StepName.CLIENT_SECRET, StepName.PUBLISH, StepName.RETIRE_CREDENTIAL])
 async def test_kill_9_during_a_rotation_then_resume(sandbox: Sandbox, tmp_path: Path, kill_at: StepName) -> None:
     await sandbox.set_faults(FaultSettings(replication_delay_s=0.2, latency_ms=60))
@@ -53,9 +61,7 @@ async def test_kill_9_during_a_rotation_then_resume(sandbox: Sandbox, tmp_path: 
     watcher = make_service(sandbox, tmp_path, run_worker=False)
     await watcher.start()
     try:
-        _, seq = await run_watched(watcher, env, ["--as", "riley", "apply", str(request_file(sandbox, tmp_path)), "--yes"], None, 0)
-        setup_job = (await watcher.list_jobs())[0].id
-        _, seq = await run_watched(watcher, env, ["--as", "riley", "confirm-step", setup_job, "copilot_authentication", "--sandbox"], None, seq)
+        seq = await set_up(watcher, env, sandbox, tmp_path)
         old = (await ours(sandbox))[0]["passwordCredentials"]
         killed, seq = await drive(watcher, env, ["rotate", "Contoso Support"], "copilot_authentication", kill_at, seq)
         assert killed, f"never saw {kill_at.value} start"
@@ -73,9 +79,7 @@ async def test_kill_9_during_a_removal_then_resume(sandbox: Sandbox, tmp_path: P
     watcher = make_service(sandbox, tmp_path, run_worker=False)
     await watcher.start()
     try:
-        _, seq = await run_watched(watcher, env, ["--as", "riley", "apply", str(request_file(sandbox, tmp_path)), "--yes"], None, 0)
-        setup_job = (await watcher.list_jobs())[0].id
-        _, seq = await run_watched(watcher, env, ["--as", "riley", "confirm-step", setup_job, "copilot_authentication", "--sandbox"], None, seq)
+        seq = await set_up(watcher, env, sandbox, tmp_path)
         killed, seq = await drive(watcher, env, ["remove", "Contoso Support"], "agent_authentication_off", StepName.DELETE_APP_REGISTRATION, seq)
         assert killed
         assert [s.status for s in await watcher.setups()] == ["removed"]

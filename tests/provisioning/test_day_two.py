@@ -206,9 +206,9 @@ async def test_a_removed_federated_credential_is_drift(sandbox: Sandbox, service
 
 async def test_with_two_instances_one_watch_sends_each_notice_once(sandbox: Sandbox, tmp_path: Path, backend: dict[str, str]) -> None:
     """The watch runs under the "watch" lease: two instances on one database, checking every half second."""
-    shared = tmp_path / "shared"
-    first = make_service(sandbox, shared, WATCH_INTERVAL="0.5s", **backend)
-    second = make_service(sandbox, shared, WATCH_INTERVAL="0.5s", **backend)
+    one_database = tmp_path / "one-database"
+    first = make_service(sandbox, one_database, WATCH_INTERVAL="0.5s", **backend)
+    second = make_service(sandbox, one_database, WATCH_INTERVAL="0.5s", **backend)
     await first.start()
     await second.start()
     try:

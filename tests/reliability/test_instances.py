@@ -81,7 +81,7 @@ async def test_three_instances_on_one_postgresql_survive_random_kills_and_fail_o
                 "environment": "contoso", "name": s.agent, "schemaname": f"cr9k1_fleetTest{s.n:02d}", "published": True})
             assert answer.status_code == 201, answer.text
 
-    state = tmp_path / "shared"  # the vault key file, the same for every instance (the database holds everything else)
+    state = tmp_path / "fleet-state"  # the vault key file, the same for every instance (the database holds everything else)
     base = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     base.update(service_env(sandbox, state, LEASE_TTL=f"{LEASE_TTL_S:g}s"))
     base.update({"DATABASE_URL": postgres_url, "HOST": "127.0.0.1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
