@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
+from time import monotonic
 from typing import Any
 
 import aiohttp
@@ -43,7 +43,7 @@ class InboundAuth:
     def __init__(self, settings: BotSettings) -> None:
         self._settings = settings
         self._keys: dict[str, _Key] = {}
-        self._fetched_at = 0.0
+        self._fetched_at: float | None = None  # never read yet (not 0: the monotonic clock starts at boot)
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
 
@@ -90,14 +90,17 @@ class InboundAuth:
         return ClaimsIdentity(claims, True, "Bearer")
 
     async def _key(self, kid: str) -> _Key | None:
-        now = time.monotonic()
-        stale = now - self._fetched_at > KEYS_MAX_AGE_S
-        unknown = kid not in self._keys and now - self._fetched_at > UNKNOWN_KEY_REFRESH_S
-        if stale or unknown:
+        if self._due(kid):
             async with self._lock:
-                if time.monotonic() - self._fetched_at > (KEYS_MAX_AGE_S if kid in self._keys else UNKNOWN_KEY_REFRESH_S):
+                if self._due(kid):
                     await self._refresh()
         return self._keys.get(kid)
+
+    def _due(self, kid: str) -> bool:
+        """The keys were never read, are a day old, or do not have `kid` and were last read over 5 minutes ago."""
+        if self._fetched_at is None:
+            return True
+        return monotonic() - self._fetched_at > (KEYS_MAX_AGE_S if kid in self._keys else UNKNOWN_KEY_REFRESH_S)
 
     async def _refresh(self) -> None:
         try:
@@ -111,10 +114,10 @@ class InboundAuth:
             keys = {str(k["kid"]): _Key(k) for k in document["keys"] if k.get("kty") == "RSA" and "kid" in k}
         except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, TypeError, ValueError, jwt.PyJWTError) as exc:
             log.warning("could not read the Bot Framework signing keys from %s: %s", self._settings.openid_metadata_url, type(exc).__name__)
-            self._fetched_at = time.monotonic() - UNKNOWN_KEY_REFRESH_S + 10  # try again in 10 s, not on every request
+            self._fetched_at = monotonic() - UNKNOWN_KEY_REFRESH_S + 10  # try again in 10 s, not on every request
             return
         self._keys = keys
-        self._fetched_at = time.monotonic()
+        self._fetched_at = monotonic()
 
     async def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -1,12 +1,14 @@
 """The steps a person does (Microsoft offers no API for them): Done (verified through Dataverse), Continue anyway
 (recorded), the federated credential's two values, keeping an earlier secured-access confirmation, and doing a
 step in the sandbox's emulated Copilot Studio. Every change is made against the version of the job that was read,
-so two clicks at once (in one instance or two) cannot both take effect."""
+so two clicks at once (in one instance or two) cannot both take effect. A change that loses to something unrelated
+(the propagation reminder firing meanwhile, say) is made again on the job as it is now, as long as the step still
+waits for the person; only a change to the step itself (another click, a cancel) is the person's to look at."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from store import JobChange, JobStateChanged
 
@@ -19,6 +21,7 @@ from .steps import STEP_BY_NAME
 from .steps.federated_credential import field_errors
 
 WAITING = (JobStatus.WAITING_FOR_OPERATOR.value,)
+ATTEMPTS = 3  # a change that loses to an unrelated one is made again on the job as it is now, this many times in all
 
 
 class Guided:
@@ -36,12 +39,19 @@ class Guided:
             raise JobStateError(f"'{step.label}' is not waiting for you: it is {where}.", action="Look at the progress card to see where the setup is.")
         return job, row
 
-    async def _apply(self, change: JobChange) -> None:
-        try:
-            await self.core.apply(change)
-        except JobStateChanged:
-            raise JobStateError("The setup changed while this was being done (another click, or a cancel).",
-                                action="Look at the newest cards for this setup, then try again.") from None
+    async def _apply(self, job: JobRecord, step: StepName, change: Callable[[JobRecord], JobChange]) -> None:
+        """Apply `change(job)`; when the job changed meanwhile and `step` still waits for the person, apply it again
+        to the job as it is now (`_waiting` says what happened otherwise)."""
+        for attempt in range(ATTEMPTS):
+            try:
+                await self.core.apply(change(job))
+                return
+            except JobStateChanged:
+                if attempt == ATTEMPTS - 1:
+                    break
+                job, _row = await self._waiting(job.id, step)
+        raise JobStateError("The setup changed while this was being done (another click, or a cancel).",
+                            action="Look at the newest cards for this setup, then try again.")
 
     async def confirm(self, job_id: str, step: StepName, actor: Actor, *, override: bool = False, keep_previous: bool = False) -> None:
         job, row = await self._waiting(job_id, step)
@@ -57,17 +67,18 @@ class Guided:
             if step != StepName.SECURED_ACCESS or not previous:
                 raise JobStateError("There is no earlier confirmation to keep for this step.", action="Do the step, then select 'Done, check it'.")
             message = f"Kept the earlier confirmation by {previous['by']} ({previous['at_text']}); no new propagation window."
-            data = dict(job.data) | {"secured_access_confirmed": {"at": previous["at"], "by": previous["by"], "kept_by": actor.name or actor.id}}
-            await self._finish(job, step, actor, StepStatus.DONE, message, "kept_confirmation", data=data)
+            kept = {"secured_access_confirmed": {"at": previous["at"], "by": previous["by"], "kept_by": actor.name or actor.id}}
+            await self._finish(job, step, actor, StepStatus.DONE, message, "kept_confirmation", data=lambda j: dict(j.data) | kept)
             return
         ctx = self.core.context(job, None, allow=WAITING)
         ctx.secret_waiting = job.vault is not None
         check = await STEP_BY_NAME[step.value].verify(ctx)
         self.core.hand_over(job_id, ctx)
         if not check.ok:
-            await self._apply(JobChange(job_id, allow=WAITING, version=job.version, steps={step.value: {"verification": check.text}},
-                                        events=[event(EventKind.VERIFICATION_FAILED, step=step, message=check.text)],
-                                        audit=[audit(actor, "confirmed_unverified", step=step.value, found=check.text)]))
+            await self._apply(job, step, lambda j: JobChange(
+                j.id, allow=WAITING, version=j.version, steps={step.value: {"verification": check.text}},
+                events=[event(EventKind.VERIFICATION_FAILED, step=step, message=check.text)],
+                audit=[audit(actor, "confirmed_unverified", step=step.value, found=check.text)]))
             return
         if step == StepName.SECURED_ACCESS:
             await self._start_propagation(job, actor)
@@ -75,21 +86,22 @@ class Guided:
             await self._finish(job, step, actor, StepStatus.DONE, check.text, "confirmed")
 
     async def _finish(self, job: JobRecord, step: StepName, actor: Actor, status: StepStatus, message: str, action: str,
-                      *, data: dict[str, Any] | None = None) -> None:
+                      *, data: Callable[[JobRecord], dict[str, Any]] | None = None) -> None:
         kind = EventKind.STEP_OVERRIDDEN if status == StepStatus.OVERRIDDEN else EventKind.STEP_SUCCEEDED
-        await self._apply(JobChange(job.id, allow=WAITING, version=job.version, status=JobStatus.RUNNING.value, data=data,
-                                    steps={step.value: {"status": status.value, "message": message}},
-                                    events=[event(kind, step=step, message=message, data={"by": actor.to_dict()})],
-                                    audit=[audit(actor, action, step=step.value, result=message)]))
+        await self._apply(job, step, lambda j: JobChange(
+            j.id, allow=WAITING, version=j.version, status=JobStatus.RUNNING.value, data=data(j) if data else None,
+            steps={step.value: {"status": status.value, "message": message}},
+            events=[event(kind, step=step, message=message, data={"by": actor.to_dict()})],
+            audit=[audit(actor, action, step=step.value, result=message)]))
         self.core.wake()
 
     async def _start_propagation(self, job: JobRecord, actor: Actor) -> None:
         now = time.time()
         due = now + self.core.settings.propagation_delay.total_seconds()
         message = f"Require secured access confirmed; it takes effect by {when(due)}. Until then the old setting applies."
-        data = dict(job.data) | {"secured_access_confirmed": {"at": now, "by": actor.name or actor.id}}
-        await self._apply(JobChange(
-            job.id, allow=WAITING, version=job.version, status=JobStatus.RUNNING.value, data=data,
+        confirmed = {"secured_access_confirmed": {"at": now, "by": actor.name or actor.id}}
+        await self._apply(job, StepName.SECURED_ACCESS, lambda j: JobChange(
+            j.id, allow=WAITING, version=j.version, status=JobStatus.RUNNING.value, data=dict(j.data) | confirmed,
             steps={StepName.SECURED_ACCESS.value: {"status": StepStatus.PROPAGATING.value, "message": message, "due_at": due}},
             timers=[("propagation_reminder", due)],
             events=[event(EventKind.PROPAGATION_STARTED, step=StepName.SECURED_ACCESS, message=message, data={"due_at": due, "by": actor.to_dict()})],
@@ -103,9 +115,9 @@ class Guided:
         if errors:
             raise ValidationFailed(errors)
         job, _row = await self._waiting(job_id, StepName.FEDERATED_CREDENTIAL)
-        data = dict(job.data) | {"federated_values": {"issuer": issuer, "subject": subject}}
-        await self._apply(JobChange(
-            job_id, allow=WAITING, version=job.version, status=JobStatus.QUEUED.value, data=data,
+        values = {"federated_values": {"issuer": issuer, "subject": subject}}
+        await self._apply(job, StepName.FEDERATED_CREDENTIAL, lambda j: JobChange(
+            j.id, allow=WAITING, version=j.version, status=JobStatus.QUEUED.value, data=dict(j.data) | values,
             steps={StepName.FEDERATED_CREDENTIAL.value: {"status": StepStatus.PENDING.value, "message": "Adding the federated credential",
                                                          "verification": ""}},
             events=[event(EventKind.STEP_STARTED, step=StepName.FEDERATED_CREDENTIAL, message="Adding the federated credential")],

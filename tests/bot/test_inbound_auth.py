@@ -147,3 +147,27 @@ async def test_only_valid_bot_connector_tokens_get_a_turn(sandbox: Sandbox, chan
     assert claims["appid"] == app_id or claims.get("azp") == app_id
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert good not in logged and outbound not in logged and password not in logged
+
+
+async def test_a_host_that_booted_a_minute_ago_reads_the_keys_on_the_first_token(sandbox: Sandbox, channel: Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on a freshly booted machine: the signing keys were first read only once the monotonic clock (which
+    starts at boot) passed five minutes, so a bot on a new instance refused every Bot Connector token until then."""
+    from bot import inbound_auth
+
+    booted = time.monotonic()
+    monkeypatch.setattr(inbound_auth, "monotonic", lambda: 60.0 + time.monotonic() - booted)
+    async with sandbox_http(sandbox) as http:
+        app_id, password = await new_client(http, sandbox, roles=[])
+    handler = EchoInvokes()
+    runner, url = await serve(handler, MicrosoftAppId=app_id, MicrosoftAppPassword=password, MicrosoftAppType="SingleTenant",
+                              MicrosoftAppTenantId=sandbox.env["PROVISIONING_TENANT_ID"], BOT_AUTHORITY_HOST=sandbox.env["AZURE_AUTHORITY_HOST"],
+                              BOT_OPENID_METADATA_URL=f"{channel.url}v1/.well-known/openidconfiguration",
+                              REQUESTS_CA_BUNDLE=sandbox.env["SSL_CERT_FILE"], SETUP_APPROVERS=AVERY.aad, ALLOWED_TENANT_IDS=TENANT)
+    try:
+        async with aiohttp.ClientSession() as client:
+            body = message(personal(RILEY), RILEY, channel.url, "hello")
+            async with client.post(f"{url}/api/messages", json=body, headers={"Authorization": f"Bearer {channel.token(app_id, channel.url)}"}) as r:
+                assert r.status == 201, await r.text()
+    finally:
+        await runner.cleanup()
+    assert handler.turns == 1 and channel.metadata_reads == 1

@@ -133,3 +133,49 @@ async def test_a_rerun_offers_to_keep_the_earlier_secured_access_confirmation(sa
     assert done.step(StepName.SECURED_ACCESS).status == StepStatus.DONE and "Kept the earlier confirmation" in done.step(StepName.SECURED_ACCESS).message
     assert (await wait_job(service, again.id, lambda v: v.status == JobStatus.COMPLETED, timeout=10)).status == JobStatus.COMPLETED
     assert any(a["action"] == "kept_confirmation" for a in await service.audit_log(again.id))
+
+
+async def test_done_still_counts_when_the_reminder_fires_while_it_is_checked(sandbox: Sandbox, tmp_path, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found on a slow machine: 'Done' on the Customer Service step was refused with "The setup changed while this was
+    being done" because the secured-access reminder fired while the connection was being verified. An unrelated
+    change is no reason to refuse: the confirmation is made again on the job as it is now."""
+    import time as clock
+
+    from provisioning import worker as worker_module
+    from provisioning.steps import STEP_BY_NAME
+    from tests.fixtures.provisioning import make_service
+
+    service = make_service(sandbox, tmp_path / "svc", PROPAGATION_DELAY="1h", **backend)
+    await service.start()
+    try:
+        job = await service.submit(await service.plan(agent_request(sandbox)), REQUESTER, APPROVER)
+        await wait_job(service, job.id, waiting_on(StepName.COPILOT_AUTHENTICATION))
+        await service.perform_in_sandbox(job.id, StepName.COPILOT_AUTHENTICATION, REQUESTER)
+        await wait_job(service, job.id, waiting_on(StepName.SECURED_ACCESS))
+        await service.confirm_step(job.id, StepName.SECURED_ACCESS, REQUESTER)
+        await wait_job(service, job.id, waiting_on(StepName.CUSTOMER_SERVICE_CONNECTION))
+        step = STEP_BY_NAME[StepName.CUSTOMER_SERVICE_CONNECTION.value]
+        verify = step.verify
+        fired: list[bool] = []
+
+        async def verify_while_the_reminder_fires(ctx):  # type: ignore[no-untyped-def]
+            result = await verify(ctx)
+            if not fired:  # the propagation window ends right now, while this click is being checked
+                later = clock.time() + 7200
+                monkeypatch.setattr(worker_module.time, "time", lambda: later)
+                assert service.worker is not None
+                await service.worker.fire_timers()
+                monkeypatch.undo()
+                fired.append(True)
+            return result
+
+        monkeypatch.setattr(step, "verify", verify_while_the_reminder_fires)
+        await service.perform_in_sandbox(job.id, StepName.CUSTOMER_SERVICE_CONNECTION, REQUESTER)
+        assert fired
+        done = await wait_job(service, job.id, lambda v: v.status in (JobStatus.COMPLETED, JobStatus.FAILED))
+        assert done.status == JobStatus.COMPLETED, [(s.step.value, s.status.value, s.message) for s in done.steps]
+        assert done.step(StepName.CUSTOMER_SERVICE_CONNECTION).status == StepStatus.DONE
+        kinds = [e.kind for e in await service.events_after(0, 1000) if e.job_id == job.id]
+        assert kinds.count(EventKind.REMINDER_DUE) == 1 and kinds.count(EventKind.JOB_COMPLETED) == 1
+    finally:
+        await service.close()
