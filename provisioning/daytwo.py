@@ -14,11 +14,10 @@ from .core import Core
 from .errors import JobStateError
 from .journal import audit
 from .models import CLIENT_SECRET, FEDERATED, REMOVE, REPAIR, ROTATE, Actor, JobStatus, Plan, SetupRequest, StepName
-from .setups import CHANGES, PUT_BACK, REMOVE_SETUP, ROTATE_SECRET, SWITCH_TO_FEDERATED, SetupView
+from .setups import CHANGES, CHANGING, PUT_BACK, REMOVE_SETUP, ROTATE_SECRET, SWITCH_TO_FEDERATED, SetupView
 from .watch import Watch, drift_key
 
-OPEN = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value,
-        JobStatus.CANCELLING.value, JobStatus.FAILED.value)
+OPEN = (*CHANGING, JobStatus.FAILED.value)  # a failed change is still open: retry or cancel it first
 # what "Keep the change" writes into the approved request, per app registration field
 KEEPABLE = {"signInAudience": "sign_in_audience", "web.redirectUris": "redirect_uris", "displayName": "app_display_name",
             "web.implicitGrantSettings.enableAccessTokenIssuance": "implicit_grant_access_tokens",

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .models import JobStatus
+
 ROTATE_SECRET, SWITCH_TO_FEDERATED, PUT_BACK, REMOVE_SETUP = "rotate", "federated", "repair", "remove"
 CHANGES = (ROTATE_SECRET, SWITCH_TO_FEDERATED, PUT_BACK, REMOVE_SETUP)
+# a job in one of these is changing the tenant: the watch leaves its setup alone until it ends (what it sees meanwhile
+# is half of a change, not drift)
+CHANGING = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value,
+            JobStatus.CANCELLING.value)
 
 
 @dataclass(frozen=True)

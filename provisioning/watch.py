@@ -37,6 +37,7 @@ from .models import (
     StepAction,
     StepName,
 )
+from .setups import CHANGING
 from .steps.base import parse_time
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Watch:
         same_credential = bool(previous) and ((previous or {}).get("secret"), (previous or {}).get("federated")) == (expected.get("secret"), expected.get("federated"))
         await self.core.store.setups.put(
             subject, job_id=job.id, status="removed" if job.request.purpose == REMOVE else "active", expected=expected,
-            next_check_at=time.time() + self.interval, findings=None if job.request.purpose == ROTATE else [],
+            next_check_at=time.time(), findings=None if job.request.purpose == ROTATE else [],
             notices=None if same_credential else [])
 
     async def run_once(self, fence: Fence, renew: Callable[[], Awaitable[bool]]) -> int:
@@ -158,8 +159,10 @@ class Watch:
                 return checked
             try:
                 await self.check(row["subject"], fence=fence)
-            except (JobStateChanged, LeaseLost):
-                return checked  # another pass (or instance) moved on: it decides
+            except JobStateChanged:
+                continue  # re-recorded, or a change started meanwhile: the next pass decides
+            except LeaseLost:
+                return checked  # another instance took over the watch: it decides
             checked += 1
         return checked
 
@@ -169,6 +172,10 @@ class Watch:
         if row is None or row["status"] != "active":
             raise ProvisioningError("There is no active setup for that agent.", action="Type status to see the setups.")
         expected, now = row["expected"], time.time()
+        if await self.core.store.jobs.ids(statuses=CHANGING, subject=subject):
+            # half of a change is not drift: look again once it ends (its completion is recorded and checked at once)
+            await self.core.store.setups.update(subject, row["updated_at"], {"next_check_at": now + min(self.interval, RETRY_FAILED_CHECK)}, fence=fence)
+            return await self._get(subject)
         try:
             credential = await self._credential(expected)
             plan, _ctx = await self.approvals.plan(dataclasses.replace(SetupRequest.from_dict(expected["request"]), purpose=REPAIR))
@@ -194,7 +201,8 @@ class Watch:
         result = self._summary(credential, drift)
         fields = {"last_check_at": now, "last_result": result, "next_check_at": now + self.interval, "findings": drift, "notices": notices}
         await self.core.store.setups.update(subject, row["updated_at"], fields, fence=fence, job_id=row["job_id"], events=events,
-                                            audit=[audit(SERVICE, "checked", subject=subject, result=result)] if events else [])
+                                            audit=[audit(SERVICE, "checked", subject=subject, result=result)] if events else [],
+                                            unless=CHANGING)
         return await self._get(subject)
 
     async def _get(self, subject: str) -> dict[str, Any]:
@@ -242,7 +250,8 @@ class Watch:
         parts = []
         days = credential.get("days_left")
         if days is not None:
-            parts.append("the client secret has expired" if days <= 0 else f"the client secret expires in {days:.0f} days")
+            left = max(1, round(days))
+            parts.append("the client secret has expired" if days <= 0 else f"the client secret expires in {left} day{'s' if left != 1 else ''}")
         parts.append(f"{len(drift)} change{'s' if len(drift) != 1 else ''} since approval" if drift else "as approved")
         return "; ".join(parts).capitalize() + "."
 

@@ -58,15 +58,16 @@ class Setups:
                 return
             kept_findings = old["findings"] if findings is None else json.dumps(findings)
             kept_notices = old["notices"] if notices is None else json.dumps(notices)
-            await tx.execute("UPDATE setups SET job_id = ?, status = ?, expected = ?, next_check_at = ?, findings = ?, notices = ?, updated_at = ? "
-                             "WHERE subject = ?", job_id, status, json.dumps(expected), next_check_at, kept_findings, kept_notices,
+            await tx.execute("UPDATE setups SET job_id = ?, status = ?, expected = ?, next_check_at = ?, findings = ?, notices = ?, updated_at = ?, "
+                             "last_check_at = NULL, last_result = '' WHERE subject = ?", job_id, status, json.dumps(expected), next_check_at, kept_findings, kept_notices,
                              max(now, float(old["updated_at"]) + 1e-6), subject)
 
     async def update(self, subject: str, seen: float, fields: dict[str, Any], *, fence: Fence | None = None, job_id: str | None = None,
-                     events: Iterable[NewEvent] = (), audit: Iterable[NewAudit] = ()) -> None:
+                     events: Iterable[NewEvent] = (), audit: Iterable[NewAudit] = (), unless: Iterable[str] = ()) -> None:
         """Change fields of a row as it was when read (`seen` = its updated_at), and append `events` and `audit` to
         `job_id`, all in one transaction: a notice is recorded as sent exactly when its event exists. JobStateChanged
-        if the row changed since; LeaseLost if `fence` no longer holds."""
+        if the row changed since, or a job for the subject is in one of the statuses `unless` names; LeaseLost if
+        `fence` no longer holds."""
         values = {k: (json.dumps(v) if k in _JSON else v) for k, v in fields.items()}
         now = time.time()
         values["updated_at"] = max(now, seen + 1e-6)
@@ -80,7 +81,10 @@ class Setups:
                                          fence.name, fence.owner, fence.generation)
                 if held is None:
                     raise LeaseLost(fence.name, fence.owner, fence.generation)
-            changed = await tx.execute(f"UPDATE setups SET {assigns} WHERE subject = ? AND updated_at = ?", *values.values(), subject, seen)
+            busy = list(unless)
+            guard = (f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.subject = setups.subject AND jobs.status IN ({', '.join('?' * len(busy))}))"
+                     if busy else "")
+            changed = await tx.execute(f"UPDATE setups SET {assigns} WHERE subject = ? AND updated_at = ?{guard}", *values.values(), subject, seen, *busy)
             if changed != 1:
                 raise JobStateChanged(subject, "the setup's record changed meanwhile")
             for e in events:

@@ -11,6 +11,7 @@ import pytest
 
 from provisioning import EventKind, JobStatus, ProvisioningService, StepName
 from provisioning.errors import ForeignObjectError, JobStateError
+from provisioning.steps import STEP_BY_NAME
 from sandbox import Sandbox
 from tests.fixtures.provisioning import agent_request, make_service
 from tests.fixtures.sandbox import sandbox_http
@@ -227,3 +228,33 @@ async def test_with_two_instances_one_watch_sends_each_notice_once(sandbox: Sand
         await sandbox.set_clock_offset(0)
         await first.close()
         await second.close()
+
+
+async def test_a_check_while_a_rotation_runs_reports_nothing_and_status_is_fresh_after(
+        sandbox: Sandbox, service: ProvisioningService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on a slow machine: the watch checked a setup while its rotation was between removing the old secret and
+    completing, reported 'the client secret this bot made is no longer on the app registration' as drift (a drift card
+    in Teams), and status then showed the setup as changed since approval, or the last check from before the
+    rotation ('expires in 1 days'). A setup with a change in progress is not checked; a change that completes is
+    checked afresh."""
+    subject = await set_up(service, sandbox)
+    await service.check_setup(subject)
+    step = STEP_BY_NAME[StepName.RETIRE_CREDENTIAL.value]
+    act = step.act
+    checked: list[Any] = []
+
+    async def act_then_the_watch_looks(ctx, current):  # type: ignore[no-untyped-def]
+        result = await act(ctx, current)
+        checked.append(await service.watch.check(subject))  # the old secret is gone; the job has not completed yet
+        return result
+
+    monkeypatch.setattr(step, "act", act_then_the_watch_looks)
+    _plan, done = await apply(service, subject, "rotate")
+    assert checked, "the watch looked while the rotation ran"
+    assert not await kinds(service, EventKind.DRIFT_FOUND), "nothing changed that was not approved"
+    setup = next(s for s in await service.setups() if s.subject == subject)
+    assert setup.job_id == done.id and setup.healthy
+    assert setup.last_check_at is None or "180 days" in setup.last_result, setup.last_result
+    await service.check_all()
+    setup = next(s for s in await service.setups() if s.subject == subject)
+    assert setup.healthy and "expires in 180 days; as approved" in setup.last_result, setup.last_result
