@@ -25,7 +25,7 @@ from .adapter import SetupAdapter
 from .config import BotSettings, is_loopback
 from .errors import Unauthenticated
 from .observability import CONTENT_TYPE, Metrics, conversation
-from .wire import to_wire
+from .wire import from_wire, to_wire
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool]]
@@ -70,7 +70,7 @@ def read_activity(body: Any, settings: BotSettings) -> Activity:
     if reason:
         raise NotAnActivity(reason)
     try:
-        activity: Activity = Activity().deserialize(body)
+        activity: Activity = from_wire(Activity, body)
     except Exception as exc:  # noqa: BLE001 - msrest raises many kinds; all mean "not an activity"
         raise NotAnActivity(f"the activity could not be read ({type(exc).__name__})") from None
     return activity

@@ -139,8 +139,18 @@ class PostgresDatabase(Database):
             self._changes.bump()
 
     async def write_all(self, statements: Sequence[Statement]) -> list[int]:
-        """BEGIN, the statements and COMMIT in one round trip (psycopg's pipeline mode); the row counts are checked
-        before the COMMIT is sent, so a mismatch still rolls everything back."""
+        """One statement is sent alone (in autocommit it is its own transaction); several go as BEGIN, the statements
+        and COMMIT in one round trip (psycopg's pipeline mode), their row counts checked before the COMMIT is sent, so
+        a mismatch still rolls everything back. (Measured on loopback with TLS: the pipeline costs about four times
+        the client CPU and three times the server CPU of a lone statement, so the bot's usual one-document state
+        write is not sent that way.)"""
+        if len(statements) == 1:
+            only = statements[0]
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(_sql(only.sql), only.params)
+            if only.one_row and cursor.rowcount != 1:
+                raise RowCountMismatch(0)
+            return [cursor.rowcount]
         async with self._pool.connection() as conn:
             async with conn.pipeline() as pipeline:
                 async with conn.transaction():

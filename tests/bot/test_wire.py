@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import cards
 from bot import state_codec
-from bot.wire import to_wire
+from bot.wire import from_wire, to_wire
 
 INBOUND = {
     "type": "message", "id": "1", "timestamp": "2026-11-24T12:00:00.123Z", "channelId": "msteams", "serviceUrl": "http://127.0.0.1:1/",
@@ -113,3 +113,45 @@ def test_a_stored_row_cannot_name_a_class_outside_botbuilder() -> None:
     evil = json.dumps({"$codec": 1, "v": {"$t": "subprocess:Popen", "$v": {}}})
     with pytest.raises(ValueError, match="outside botbuilder"):
         state_codec.loads(evil)
+
+
+def _read_both(body: Any) -> tuple[Any, Any]:
+    """(msrest's reading, from_wire's): each an Activity, or the kind of error it raised."""
+    from msrest.exceptions import DeserializationError
+
+    out = []
+    for read in (lambda b: Activity().deserialize(b), lambda b: from_wire(Activity, b)):
+        try:
+            out.append(read(body))
+        except DeserializationError:
+            out.append(DeserializationError)
+    return out[0], out[1]
+
+
+def test_inbound_activities_read_as_msrest_reads_them() -> None:
+    teams_invoke = {"type": "invoke", "name": "adaptiveCard/action", "id": "f:1", "channelId": "msteams", "serviceUrl": "http://127.0.0.1:1/",
+                    "from": {"id": "29:u", "aadObjectId": "o"}, "conversation": {"id": "a:1", "conversationType": "personal", "tenantId": "t"},
+                    "recipient": {"id": "28:bot"}, "value": {"action": {"type": "Action.Execute", "verb": "v", "data": {"card": "c", "n": 1.5, "ok": True}}},
+                    "localTimestamp": "2026-11-24T13:00:00.1234567+01:00", "replyToId": "1", "attachments": [{"contentType": "x", "content": {"a": [1, None]}}]}
+    for body in (INBOUND, teams_invoke, {**INBOUND, "membersAdded": [{"id": "28:bot", "name": "Bot", "extra": 1}]}):
+        ours, theirs = from_wire(Activity, body), Activity().deserialize(body)
+        assert ours == theirs and to_wire(ours) == to_wire(theirs)
+    mention = from_wire(Activity, INBOUND).entities[0]
+    assert isinstance(mention, Entity) and mention.additional_properties["mentioned"] == {"id": "28:bot", "name": "Bot"}
+    assert from_wire(Activity, teams_invoke).local_timestamp == Activity().deserialize(teams_invoke).local_timestamp
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["id", "name", "type", "x"]), inner, max_size=3),
+                     max_leaves=8)
+_FIELDS = ["type", "id", "timestamp", "localTimestamp", "from", "conversation", "recipient", "text", "entities", "attachments",
+           "value", "channelData", "membersAdded", "replyToId", "suggestedActions", "importance", "expiration", "textHighlights", "unknownKey"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(_FIELDS), _JSON | st.sampled_from(["2026-11-24T12:00:00Z", "2026-13-01T00:00:00Z", "garbage"]),
+                               max_size=5))
+def test_any_inbound_body_reads_as_msrest_reads_it_or_is_refused_as_msrest_refuses_it(changes: dict[str, Any]) -> None:
+    body = {**INBOUND, **changes}
+    theirs, ours = _read_both(body)
+    assert ours == theirs, (body, ours, theirs)
