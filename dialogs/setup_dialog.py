@@ -192,8 +192,7 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
         except ProvisioningError as exc:
             await _notice(step.context, "I could not list the agents", exc.user_message(), "error")
             return await step.end_dialog()
-        step.values["agents"] = [a.to_dict() for a in agents]
-        card_id = _card_id()
+        card_id = _card_id()  # the list itself is not kept in the dialog's state: the choice is looked up again below
         step.values["card_activity"] = await _send(step.context, cards.agent_choice_card(card_id, agents, error=options.get("agent_error")))
         if not agents:
             return await step.end_dialog()
@@ -211,10 +210,14 @@ class SetupDialog(ComponentDialog):  # type: ignore[misc]
             errors = options.get("errors") or {}
         else:
             chosen = str(result.get("agent", ""))
-            match = [a for a in step.values.get("agents", []) if f"{a['environment_url']}|{a['bot_id']}" == chosen]
+            try:  # the agent list is cached (AGENT_LIST_MAX_AGE), so this is the list the card showed, or a newer one
+                match = [a for a in await self.service.list_agents() if cards.agent_value(a) == chosen]
+            except ProvisioningError as exc:
+                await _notice(step.context, "I could not list the agents", exc.user_message(), "error")
+                return await step.end_dialog()
             if not match:
                 return await step.replace_dialog(WATERFALL, {**self._keep(step), "agent_error": "Choose one of the agents in the list."})
-            agent = AgentSummary(**match[0])
+            agent = match[0]
             values, errors = default_values(agent), {}
         step.values["agent"] = agent.to_dict()
         card_id = _card_id()
