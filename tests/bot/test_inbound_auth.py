@@ -88,8 +88,9 @@ async def channel() -> AsyncIterator[Channel]:
         await runner.cleanup()
 
 
-async def test_only_valid_bot_connector_tokens_get_a_turn(sandbox: Sandbox, channel: Channel, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+async def serve_with_auth(sandbox: Sandbox, channel: Channel) -> tuple[str, str, EchoInvokes, Any, str]:
+    """A bot with its own app registration in the sandbox, trusting `channel`'s signing keys: (app id, password,
+    handler, runner, url)."""
     async with sandbox_http(sandbox) as http:
         app_id, password = await new_client(http, sandbox, roles=[])
     handler = EchoInvokes()
@@ -97,6 +98,12 @@ async def test_only_valid_bot_connector_tokens_get_a_turn(sandbox: Sandbox, chan
                               MicrosoftAppTenantId=sandbox.env["PROVISIONING_TENANT_ID"], BOT_AUTHORITY_HOST=sandbox.env["AZURE_AUTHORITY_HOST"],
                               BOT_OPENID_METADATA_URL=f"{channel.url}v1/.well-known/openidconfiguration",
                               REQUESTS_CA_BUNDLE=sandbox.env["SSL_CERT_FILE"], SETUP_APPROVERS=AVERY.aad, ALLOWED_TENANT_IDS=TENANT)
+    return app_id, password, handler, runner, url
+
+
+async def test_only_valid_bot_connector_tokens_get_a_turn(sandbox: Sandbox, channel: Channel, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    app_id, password, handler, runner, url = await serve_with_auth(sandbox, channel)
     chat = personal(RILEY)
     body = message(chat, RILEY, channel.url, "hello")
     now = int(time.time())
@@ -156,13 +163,7 @@ async def test_a_host_that_booted_a_minute_ago_reads_the_keys_on_the_first_token
 
     booted = time.monotonic()
     monkeypatch.setattr(inbound_auth, "monotonic", lambda: 60.0 + time.monotonic() - booted)
-    async with sandbox_http(sandbox) as http:
-        app_id, password = await new_client(http, sandbox, roles=[])
-    handler = EchoInvokes()
-    runner, url = await serve(handler, MicrosoftAppId=app_id, MicrosoftAppPassword=password, MicrosoftAppType="SingleTenant",
-                              MicrosoftAppTenantId=sandbox.env["PROVISIONING_TENANT_ID"], BOT_AUTHORITY_HOST=sandbox.env["AZURE_AUTHORITY_HOST"],
-                              BOT_OPENID_METADATA_URL=f"{channel.url}v1/.well-known/openidconfiguration",
-                              REQUESTS_CA_BUNDLE=sandbox.env["SSL_CERT_FILE"], SETUP_APPROVERS=AVERY.aad, ALLOWED_TENANT_IDS=TENANT)
+    app_id, password, handler, runner, url = await serve_with_auth(sandbox, channel)
     try:
         async with aiohttp.ClientSession() as client:
             body = message(personal(RILEY), RILEY, channel.url, "hello")
