@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
+from bench import output
 from provisioning import Actor, JobStatus, ProvisioningService, Settings, StepName, StepStatus
 from provisioning.http import RetryPolicy
 from provisioning.models import CLIENT_SECRET
@@ -213,11 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     urls = os.environ.get("BENCH_APPLY_DATABASE_URLS", "").split()
     result = asyncio.run(run(args.latency_ms, args.runs, urls))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    (args.out / f"{args.name}.md").write_text(table)
-    print(table)
+    output.write(args.out, args.name, result, markdown(result))
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from bench import output
 from bench.loadgen import SCRIPTS, activity
 from bench.pg import bench_postgres
 from bench.procs import PY, ROOT, BotProcess, start_connector, start_sandbox, stop_all
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_all(procs, connector, sandbox)
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["load_average"] = os.getloadavg()
-    (args.out / "coldstart.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    (args.out / "coldstart.md").write_text(table)
-    print(table)
+    output.write(args.out, "coldstart", result, markdown(result))
     return 0
 
 

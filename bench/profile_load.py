@@ -12,7 +12,6 @@ connections, and the functions with the most inclusive on-CPU time per turn. Wri
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import output
 from bench.pg import BenchPostgres, bench_postgres
 from bench.procs import PY, ROOT, BotProcess, load, start_connector, start_sandbox, stop_all
 from bench.pyspy import summarize
@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.stop()
         finally:
             stop_all(procs, connector, sandbox)
-    (args.out / "profile_load.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    (args.out / "profile_load.md").write_text(table)
-    print(table)
+    output.write(args.out, "profile_load", results, markdown(results))
     return 0
 
 

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench import output
 from bench.loadgen import SCRIPTS
 from bench.pg import BenchPostgres, bench_postgres
 from bench.procs import LOCAL, PY, ROOT, BotProcess, load, median, start_connector, start_sandbox, stop_all
@@ -146,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     load_avg = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()} (load average after: {load_avg})"
     checked = verdicts(results)
-    (args.out / "results.json").write_text(json.dumps({**results, "targets": {f"{b}: {n}": ok for b, n, ok, _ in checked}}, indent=2))
-    table = markdown(results, checked)
-    (args.out / "results.md").write_text(table)
-    print(table)
+    output.write(args.out, "results", {**results, "targets": {f"{b}: {n}": ok for b, n, ok, _ in checked}}, markdown(results, checked))
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 import pytest
 
@@ -27,6 +27,19 @@ def figures(request: pytest.FixtureRequest, soak: bool) -> Callable[..., None]:
         (OUT / f"{name}.json").write_text(json.dumps({"test": request.node.nodeid, "soak": soak, **values}, indent=2))
 
     return record
+
+
+class Reapable(Protocol):
+    def reap(self) -> None: ...
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[Reapable]]:
+    """Bot processes to kill at teardown, whatever happened (a timed-out test does not reach its own `finally`)."""
+    processes: list[Reapable] = []
+    yield processes
+    for process in processes:
+        process.reap()
 
 
 @pytest.fixture

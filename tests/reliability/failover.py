@@ -24,12 +24,7 @@ PROGRESS = "Setting up '"  # the progress card: only the notifier posts and upda
 async def to_plan(user: User) -> tuple[Any, int]:
     """The user's dialog up to the plan card (Approve not yet clicked)."""
     name = user.setup.agent
-    mark = await user.say("/setup copilot")
-    choose = await user.latest("Set up an agent: 1 of 2", after=mark)
-    choice = next(e for e in choose.cards[0]["body"] if e.get("id") == "agent")
-    agent = next(c["value"] for c in choice["choices"] if c["title"].startswith(f"{name} ("))
-    mark = await user.click(choose, "Next", agent=agent)
-    details = await user.latest("Set up an agent: 2 of 2", after=mark)
+    details = await user.to_details()
     mark = await user.click(details, "Review plan", credential="client_secret")
     return await user.latest(f"Plan for '{name}'", after=mark), mark
 

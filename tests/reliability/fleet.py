@@ -21,7 +21,7 @@ import psutil
 from aiohttp import web
 
 from bot.storage import BotStorage
-from tests.fixtures.connector import Connector
+from tests.fixtures.connector import Connector, serve_every_path
 from tests.reliability.test_bot_kill import WAIT, BotProcess
 
 MAX_RANDOM_KILLS = 12  # during the setups: every restart costs a couple of seconds on a busy machine
@@ -164,13 +164,7 @@ class Fleet:
                 hook(request.method, conversation, text, poster)
             return web.Response(status=status, body=answer, content_type="application/json")
 
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", relay)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.service_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        runner, self.service_url = await serve_every_path(relay)
         return runner
 
     async def random_kills(self, journal: Any) -> None:

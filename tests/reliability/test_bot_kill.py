@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import unquote
 
 import aiohttp
@@ -47,7 +47,7 @@ from sandbox import Sandbox
 from sandbox.identity import new_secret as real_new_secret
 from store import Store, open_database
 from tests.e2e.helpers import action, inputs
-from tests.fixtures.connector import Call, Connector, card_titled
+from tests.fixtures.connector import Call, Connector, card_titled, serve_every_path
 from tests.fixtures.provisioning import make_service, service_env
 from tests.fixtures.sandbox import sandbox_http
 from tests.fixtures.teams import RILEY, message, personal, submit
@@ -285,13 +285,7 @@ class Harness:
             self._fire(self.on_post, request.method, conversation, body.decode("utf-8", "replace"))
             return web.Response(status=status, body=answer, content_type="application/json")
 
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", relay)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.service_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        runner, self.service_url = await serve_every_path(relay)
         return runner
 
     # ---- the tenant, as the sandbox stores it ----------------------------------------------------------------------
@@ -403,14 +397,18 @@ class User:
         assert status in (200, 201), f"setup {self.setup.n}: '{title}' answered {status}"
         return mark
 
-    async def run(self) -> None:
-        s, name, h = self.setup, self.setup.agent, self.h
+    async def to_details(self) -> Call:
+        """/setup copilot, this setup's agent chosen: the details card (2 of 2)."""
         mark = await self.say("/setup copilot")
         choose = await self.latest("Set up an agent: 1 of 2", after=mark)
         choice = next(e for e in choose.cards[0]["body"] if e.get("id") == "agent")
-        agent = next(c["value"] for c in choice["choices"] if c["title"].startswith(f"{name} ("))
+        agent = next(c["value"] for c in choice["choices"] if c["title"].startswith(f"{self.setup.agent} ("))
         mark = await self.click(choose, "Next", agent=agent)
-        details = await self.latest("Set up an agent: 2 of 2", after=mark)
+        return await self.latest("Set up an agent: 2 of 2", after=mark)
+
+    async def run(self) -> None:
+        s, name, h = self.setup, self.setup.agent, self.h
+        details = await self.to_details()
         if s.kill_at == BETWEEN_CARDS:
             await h.kill_later(0, s.reason())  # the dialog must still be waiting on this very card
         mark = await self.click(details, "Review plan", credential="client_secret")  # the secret's lifecycle is what a kill can break
@@ -606,15 +604,6 @@ async def settle(journal: Any, state: Path, timeout: float) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"the notifier did not reach event {last} within {timeout} s")
-
-
-@pytest.fixture
-def reaper() -> Iterator[list[BotProcess]]:
-    """Bots to kill at teardown, whatever happened (a timed-out test does not reach its own `finally`)."""
-    bots: list[BotProcess] = []
-    yield bots
-    for bot in bots:
-        bot.reap()
 
 
 @pytest.mark.timeout(600)

@@ -31,7 +31,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -56,15 +56,6 @@ INSTANCES = 3
 SETUPS = 20
 PARALLEL = 6  # setups in flight at once
 MIN_KILLS = 8
-
-
-@pytest.fixture
-def reaper() -> Iterator[list[Instance]]:
-    """Instances to kill at teardown, whatever happened (a timed-out test does not reach its own `finally`)."""
-    instances: list[Instance] = []
-    yield instances
-    for instance in instances:
-        instance.reap()
 
 
 @pytest.mark.timeout(480)
