@@ -8,6 +8,7 @@ worker. It speaks to the store in domain operations only; the store is the one p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ from .cancellation import Cancellation
 from .config import Settings
 from .core import Core
 from .daytwo import DayTwo
-from .errors import MicrosoftApiError, ProvisioningError
+from .errors import JobStateError, MicrosoftApiError, ProvisioningError
 from .guided import Guided
 from .handoff import Handoff, RevealedSecret
 from .http import RetryPolicy
@@ -197,7 +198,8 @@ class ProvisioningService:
         await self.watch.reconcile()
         for setup in await self.day_two.setups():
             if setup.status == "active":
-                await self.watch.check(setup.subject)
+                with contextlib.suppress(JobStateError):  # a change in progress: checked when it ends
+                    await self.watch.check(setup.subject)
         return await self.day_two.setups()
 
     async def propose(self, subject: str, change: str) -> Plan:

@@ -21,7 +21,7 @@ from store import Fence, JobStateChanged, LeaseLost, NewEvent
 
 from .approvals import Approvals
 from .core import Core
-from .errors import ProvisioningError
+from .errors import JobStateError, ProvisioningError
 from .journal import SERVICE, JobRecord, audit, event
 from .models import (
     CLIENT_SECRET,
@@ -174,6 +174,9 @@ class Watch:
         expected, now = row["expected"], time.time()
         if await self.core.store.jobs.ids(statuses=CHANGING, subject=subject):
             # half of a change is not drift: look again once it ends (its completion is recorded and checked at once)
+            if fence is None:  # asked for now ("Check now", the command line): say why nothing was checked
+                raise JobStateError(f"A change to the setup of '{expected['agent'].get('name', '')}' is in progress, so it was not checked.",
+                                    action="It is checked as soon as the change ends; its progress card shows where it is.")
             await self.core.store.setups.update(subject, row["updated_at"], {"next_check_at": now + min(self.interval, RETRY_FAILED_CHECK)}, fence=fence)
             return await self._get(subject)
         try:

@@ -242,15 +242,25 @@ async def test_a_check_while_a_rotation_runs_reports_nothing_and_status_is_fresh
     step = STEP_BY_NAME[StepName.RETIRE_CREDENTIAL.value]
     act = step.act
     checked: list[Any] = []
+    refused: list[str] = []
 
     async def act_then_the_watch_looks(ctx, current):  # type: ignore[no-untyped-def]
         result = await act(ctx, current)
-        checked.append(await service.watch.check(subject))  # the old secret is gone; the job has not completed yet
+        assert service.worker is not None  # a scheduled pass, under the worker's own watch lease
+        fence = await service.core.store.locks.acquire("watch", service.worker.owner, 30)
+        assert fence is not None
+        checked.append(await service.watch.check(subject, fence=fence))  # the old secret is gone; the job has not completed yet
+        try:
+            await service.check_setup(subject)
+            refused.append("")
+        except JobStateError as exc:
+            refused.append(exc.user_message())
         return result
 
     monkeypatch.setattr(step, "act", act_then_the_watch_looks)
     _plan, done = await apply(service, subject, "rotate")
     assert checked, "the watch looked while the rotation ran"
+    assert refused and "in progress" in refused[0], refused  # "Check now" (or the command line) says why it did not check
     assert not await kinds(service, EventKind.DRIFT_FOUND), "nothing changed that was not approved"
     setup = next(s for s in await service.setups() if s.subject == subject)
     assert setup.job_id == done.id and setup.healthy
