@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "notifier/cursor"
 LEASE = "notifier"
 GUIDED = {StepName.FEDERATED_CREDENTIAL, *(s for s in StepName if s.guided)}  # steps with a card of their own
+IDLE_POLL = 5.0  # seconds: see Notifier._next_wait
 PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
 WHAT = {EventKind.JOB_COMPLETED: "completion card", EventKind.SECRET_EXPIRING: "expiry notice", EventKind.DRIFT_FOUND: "drift notice", EventKind.REMINDER_DUE: "reminder", EventKind.PROPAGATION_STARTED: "reminder",
         EventKind.WAITING_FOR_OPERATOR: "card for a step you do"}  # what a dead letter says was not posted
@@ -158,9 +159,14 @@ class Notifier:
             await asyncio.gather(stopping, *also, return_exceptions=True)  # let them unwind (a lock held inside) here
 
     def _next_wait(self) -> float:
+        """The usual poll interval; the leader with nothing left to deliver, while every change is announced (new
+        events wake it), polls only often enough to renew its lease (a third of it, at most IDLE_POLL)."""
         now = time.monotonic()
         waits = [b.until - now for b in self._backoff.values() if b.until > now]
-        return max(0.05, min([self.poll_interval, *waits]))
+        poll = self.poll_interval
+        if self.fence is not None and self.backlog == 0 and not waits and self.service.store.db.announces_changes:
+            poll = max(poll, min(IDLE_POLL, self.lease_ttl / 3))
+        return max(0.05, min([poll, *waits]))
 
     async def deliver_pending(self) -> None:
         """One pass: every job with events after its cursor gets its cards, each job on its own."""

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SWEEP_CADENCE = 5.0  # how often an instance sweeps expired hand-offs and due credential removals (at most)
 WATCH_CADENCE = 5.0  # how often an instance looks for due day-two checks (each setup is checked every WATCH_INTERVAL)
 RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
+IDLE_POLL = 5.0  # the fallback poll of an idle worker while every change is announced (PostgreSQL's LISTEN is up)
 COMPLETABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value)
 
 
@@ -48,6 +49,7 @@ class Worker:
         self._watch: asyncio.Task[None] | None = None
         self._next_watch = 0.0
         self._next_sweep = 0.0
+        self._idle = False  # the last tick found no job to run or wait for (only a change or a due time wakes it then)
 
     @property
     def alive(self) -> bool:
@@ -82,11 +84,29 @@ class Worker:
             except Exception:  # noqa: BLE001 - the loop must survive anything one tick hits
                 log.exception("worker tick failed; continuing")
             self.wake.clear()
-            changed = asyncio.ensure_future(self.store.db.wait_for_change(seen, self.poll_interval))
+            try:
+                pause = await self._pause()
+            except Exception:  # noqa: BLE001 - the database may be away: poll as usual meanwhile
+                pause = self.poll_interval
+            changed = asyncio.ensure_future(self.store.db.wait_for_change(seen, pause))
             woken = asyncio.ensure_future(self.wake.wait())
-            await asyncio.wait({changed, woken}, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({changed, woken}, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
             for waiter in (changed, woken):
                 waiter.cancel()
+
+    async def _pause(self) -> float:
+        """How long to wait for a change before the next tick. The usual poll interval, unless nothing is to be run
+        and every change is announced: then until the next timer, sweep or watch pass is due (at most IDLE_POLL), so
+        an idle instance does not query the database every second. A job another instance holds keeps the usual pace
+        (its lease may expire: the fail-over must not wait)."""
+        if not (self._idle and self.store.db.announces_changes):
+            return self.poll_interval
+        now = time.monotonic()
+        due = [IDLE_POLL, self._next_sweep - now, self._next_watch - now]
+        timer = await self.store.jobs.next_timer_at()
+        if timer is not None:
+            due.append(timer - time.time())
+        return max(self.poll_interval, min(due))
 
     async def tick(self) -> None:
         for job_id in await self.store.jobs.finished_but_open(COMPLETABLE):
@@ -102,7 +122,9 @@ class Worker:
             fence = await self.store.locks.acquire("watch", self.owner, self.lease_ttl)
             if fence is not None:
                 self._watch = asyncio.create_task(self._watch_once(fence), name="watch")
-        for job_id in await self.store.jobs.ids(statuses=RUNNABLE):
+        runnable = await self.store.jobs.ids(statuses=RUNNABLE)
+        self._idle = not runnable and all(task.done() for task in self._running.values())
+        for job_id in runnable:
             if job_id in self._running and not self._running[job_id].done():
                 continue
             fence = await self.store.locks.acquire(f"job:{job_id}", self.owner, self.lease_ttl)

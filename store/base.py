@@ -150,6 +150,13 @@ class Database(abc.ABC):
         reading what you wait on, so no change between the read and the wait is missed. Backends without cross-process
         notification return at the timeout, and callers poll."""
 
+    @property
+    def announces_changes(self) -> bool:
+        """True while every change that any process commits (with `notify_on_commit`) wakes `wait_for_change` here:
+        PostgreSQL while its LISTEN connection is up. Pollers may then poll rarely; otherwise (SQLite, whose command
+        line runs in another process, or a listener reconnecting) they must poll at their usual pace."""
+        return False
+
     async def write_all(self, statements: Sequence[Statement]) -> list[int]:
         """Run `statements` in one write transaction, all or nothing: their row counts. A statement marked
         `one_row` that changes any other number of rows rolls the whole transaction back (RowCountMismatch). For

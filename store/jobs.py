@@ -332,6 +332,12 @@ class Jobs:
         async with self.db.read() as tx:
             return await tx.fetchall("SELECT id, job_id, kind, due_at FROM timers WHERE fired_at IS NULL AND due_at <= ? ORDER BY due_at", now)
 
+    async def next_timer_at(self) -> float | None:
+        """When the earliest timer that has not fired is due (epoch seconds), or None."""
+        async with self.db.read() as tx:
+            row = await tx.fetchone("SELECT MIN(due_at) AS due FROM timers WHERE fired_at IS NULL")
+        return float(row["due"]) if row is not None and row["due"] is not None else None
+
     async def pending_timers(self, before: float) -> int:
         async with self.db.read() as tx:
             row = await tx.fetchone("SELECT COUNT(*) AS n FROM timers WHERE fired_at IS NULL AND due_at <= ?", before)

@@ -174,6 +174,10 @@ class PostgresDatabase(Database):
     async def wait_for_change(self, after: int, timeout: float) -> bool:
         return await self._changes.wait(after, timeout)
 
+    @property
+    def announces_changes(self) -> bool:
+        return self._listening.is_set()
+
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnect after a failure (callers poll meanwhile)."""
         delay = 1.0
@@ -183,6 +187,7 @@ class PostgresDatabase(Database):
                 async with conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     self._listening.set()
+                    self._changes.bump()  # what was committed while no one listened is looked at now
                     delay = 1.0
                     async for _ in conn.notifies():
                         self._changes.bump()

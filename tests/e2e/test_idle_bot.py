@@ -1,0 +1,40 @@
+"""The whole bot idle on PostgreSQL: the worker and the notifier wait for announced changes instead of querying the
+database every poll, and the cards of a setup approved after a quiet spell still arrive at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+
+from sandbox import Sandbox
+from tests.fixtures.botapp import start_bot
+from tests.fixtures.connector import Connector
+from tests.fixtures.teams import RILEY, personal
+from tests.provisioning.test_idle import count_round_trips
+
+from .test_jobs import approved_setup
+
+
+async def test_an_idle_bot_waits_for_changes_and_posts_the_cards_of_a_new_setup_at_once(
+        sandbox: Sandbox, tmp_path: Path, postgres_url: str, connector: Connector) -> None:
+    async with aiohttp.ClientSession() as session:
+        # a 20 s lease: the notifier renews it every 5 s, the idle poll; the worker sweeps every 5 s
+        bot = await start_bot(sandbox, tmp_path / "bot", session, DATABASE_URL=postgres_url, LEASE_TTL="20s")
+        try:
+            db = bot.app.store.db
+            assert db.announces_changes
+            await asyncio.sleep(1.5)  # the first passes of a fresh start
+            trips = count_round_trips(db)
+            await asyncio.sleep(3.0)
+            # before: the worker's ~3 queries and the notifier's ~3 every 0.05 s poll, ~350 in 3 s
+            assert len(trips) <= 16, f"{len(trips)} round trips to the database in 3 s of idling: {trips}"
+
+            started = time.monotonic()
+            talk, mark, _ = await approved_setup(bot, connector, personal(RILEY))  # the progress card is the notifier's post
+            await talk.expect("Your turn: Copilot Studio: authenticate manually", after=mark)
+            assert time.monotonic() - started < 4.0, "the notifier waited for its idle poll instead of the announced events"
+        finally:
+            await bot.runner.cleanup()
