@@ -76,7 +76,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy app.py bot dialogs cards provisioning sandbox
+	$(PY) -m mypy app.py bot dialogs cards provisioning sandbox store scripts
 
 # The emulated Microsoft cloud alone, printing its .env lines.
 sandbox: $(STAMP)
