@@ -90,9 +90,12 @@ class Worker:
                 pause = self.poll_interval
             changed = asyncio.ensure_future(self.store.db.wait_for_change(seen, pause))
             woken = asyncio.ensure_future(self.wake.wait())
-            await asyncio.wait({changed, woken}, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (changed, woken):
-                waiter.cancel()
+            try:
+                await asyncio.wait({changed, woken}, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the worker is stopped while waiting: no waiter outlives the loop (a lock held inside)
+                for waiter in (changed, woken):
+                    waiter.cancel()
+                await asyncio.gather(changed, woken, return_exceptions=True)
 
     async def _pause(self) -> float:
         """How long to wait for a change before the next tick. The usual poll interval, unless nothing is to be run

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from provisioning import EventKind, JobStatus, StepName, StepStatus
+from provisioning import EventKind, JobStatus, ProvisioningService, StepName, StepStatus
 from sandbox import Sandbox
 from store import Database
 from tests.fixtures.provisioning import agent_request, make_service
@@ -62,3 +62,14 @@ async def test_an_idle_worker_waits_for_changes_yet_takes_a_new_job_at_once_and_
         assert 0 <= late < 1.0, f"the reminder fired {late:.2f} s after it was due (the idle poll is 5 s)"
     finally:
         await service.close()
+
+
+async def test_a_stopped_worker_leaves_no_waiter_behind(service: ProvisioningService) -> None:
+    """Stopped while it waits for a change, the worker ends its waiters too: one left pending was destroyed when the
+    event loop closed, inside the change counter's lock ("Lock is not acquired")."""
+    await asyncio.sleep(0.3)  # the worker's first ticks; it is now waiting
+    waiting = [t for t in asyncio.all_tasks() if "wait_for_change" in repr(t.get_coro())]
+    assert waiting, "the worker is not waiting for a change: nothing to check"
+    assert service.worker is not None
+    await service.worker.stop()
+    assert [t for t in waiting if not t.done()] == []
