@@ -159,13 +159,18 @@ class Notifier:
             await asyncio.gather(stopping, *also, return_exceptions=True)  # let them unwind (a lock held inside) here
 
     def _next_wait(self) -> float:
-        """The usual poll interval; the leader with nothing left to deliver, while every change is announced (new
-        events wake it), polls only often enough to renew its lease (a third of it, at most IDLE_POLL)."""
+        """The usual poll interval, unless every change is announced (new events wake the notifier) and nothing waits
+        for a retry: then the leader with nothing left to deliver polls only often enough to renew its lease (a third
+        of it), and another instance only often enough to take the lease over soon after it expires (a tenth of it,
+        so a fail-over stays within the lease plus a few seconds); IDLE_POLL at most either way."""
         now = time.monotonic()
         waits = [b.until - now for b in self._backoff.values() if b.until > now]
         poll = self.poll_interval
-        if self.fence is not None and self.backlog == 0 and not waits and self.service.store.db.announces_changes:
-            poll = max(poll, min(IDLE_POLL, self.lease_ttl / 3))
+        if not waits and self.service.store.db.announces_changes:
+            if self.fence is None:
+                poll = max(poll, min(IDLE_POLL, self.lease_ttl / 10))
+            elif self.backlog == 0:
+                poll = max(poll, min(IDLE_POLL, self.lease_ttl / 3))
         return max(0.05, min([poll, *waits]))
 
     async def deliver_pending(self) -> None:
