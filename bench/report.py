@@ -77,6 +77,10 @@ def markdown(results: dict[str, Any], checked: list[Verdict]) -> str:
                      f"{results['first_turn'][name]:.3f} ({fmt(results['first_turn_samples'][name])}) | "
                      f"{results['first_turn_cpu'][name]:.3f} | "
                      f"{c['rss_mb']:.0f} ({c['conversations_used']} conversations) | {errors} |")
+    lines += ["", "| bot | idle: CPU ms per second (bot) | + PostgreSQL server |", "|---|---|---|"]
+    for name, cost in results["idle"].items():
+        db = f"{cost['server_cpu_ms_per_s']:.1f}" if name == "setup-postgres" else "–"
+        lines.append(f"| {name} | {cost['cpu_ms_per_s']:.1f} | {db} |")
     lines += ["", "| `/setup copilot` → its card (one turn, reply included) | sqlite p50 ms | sqlite p99 ms | postgres p50 ms | postgres p99 ms |",
               "|---|---|---|---|---|"]
     for conc in results["setup-sqlite"]:

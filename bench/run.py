@@ -11,8 +11,8 @@ runs in its own process; the load comes from another process (bench.loadgen). Re
 turns/s, p50/p99 latency, CPU per turn (the bot's, plus its PostgreSQL server's), RSS and open descriptors; cold start
 (process start → first 2xx on /healthz, the median of several interleaved starts) and first turn (process start →
 first message answered, its reply received); the time from `/setup copilot` to its card; RSS after 1,000
-conversations; the provisioning apply time on each backend. Results go to `<out>/results.json` and
-`<out>/results.md`, with each target's pass/fail per backend.
+conversations; the CPU each bot uses while idle (all left alone at once, 15 s); the provisioning apply time on each
+backend. Results go to `<out>/results.json` and `<out>/results.md`, with each target's pass/fail per backend.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,17 @@ def cold_starts(procs: list[BotProcess], starts: int, connector_url: str) -> dic
             "first_turn_cpu": {n: median(v) for n, v in cpu.items()}}
 
 
+def idle(procs: list[BotProcess], settle_s: float, seconds: float) -> dict[str, dict[str, float]]:
+    """Every bot left alone at once (after the load, so each is warm): CPU per second of its own, and of its database
+    server's. What an instance costs while nobody talks to it."""
+    time.sleep(settle_s)  # let whatever the last load left (replies, notifier passes) finish
+    before = {p.name: p.sample() for p in procs}
+    time.sleep(seconds)
+    after = {p.name: p.sample() for p in procs}
+    return {n: {"cpu_ms_per_s": (after[n][0] - before[n][0]) * 1000 / seconds,
+                "server_cpu_ms_per_s": (after[n][1] - before[n][1]) * 1000 / seconds} for n in before}
+
+
 def apply_bench(out: Path, runs: int, pg: BenchPostgres | None) -> dict[str, Any]:
     """bench.apply in its own process: SQLite files, or one fresh PostgreSQL database per setup (URLs in the environment,
     never on a command line)."""
@@ -135,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         sweeps[p.name][conc].append(load(p, conc, n, f"r{r}c{conc}"))
             for p in procs:
                 results[p.name] = {conc: combine(runs) for conc, runs in sweeps[p.name].items()}
+            results["idle"] = idle(procs, 2.0, 4.0 if args.quick else 15.0)
             results["conversations"] = {}
             for p in procs:  # 1,000 distinct conversations, 64 at a time, then the RSS
                 results["conversations"][p.name] = load(p, 64, conversations * len(SCRIPTS[p.script]), "many", fresh=True)
