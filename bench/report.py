@@ -27,6 +27,9 @@ def _targets(r: dict[str, Any], b: str) -> list[tuple[str, bool, str]]:
     p99 = me[64]["p99_ms"] / echo[64]["p99_ms"]
     cpu_echo, cpu_bare = _cpu_ratio(r, b, "echo"), _cpu_ratio(r, b, "bare")
     first = r["first_turn"][b] / r["first_turn"]["echo"]
+    floor = r["first_turn"].get("echo-stack")  # runs from before it was measured have none
+    stack = (f"; the stack's floor (echo-stack) {floor / r['first_turn']['echo']:.2f}× echo's, this bot "
+             f"{r['first_turn'][b] / floor:.2f}× the floor's") if floor else ""
     cold = r["cold"][b] / r["cold"]["echo"]
     fds = f"{me[1]['fds_before']} → {', '.join(str(me[c]['fds_after']) for c in me)}"
     rss = r["conversations"][b]["rss_mb"]
@@ -38,7 +41,7 @@ def _targets(r: dict[str, Any], b: str) -> list[tuple[str, bool, str]]:
         ("CPU per turn ≤ ¼ of echo's (worst concurrency)", cpu_echo <= 0.25, f"{cpu_echo:.2f}× echo, {cpu_bare:.1f}× bare"),
         ("first turn after a cold start ≤ 1.0× echo's", first <= 1.0,
          f"{first:.2f}× ({r['first_turn'][b]:.3f} vs {r['first_turn']['echo']:.3f} s); CPU to it "
-         f"{r['first_turn_cpu'][b] / r['first_turn_cpu']['echo']:.2f}×"),
+         f"{r['first_turn_cpu'][b] / r['first_turn_cpu']['echo']:.2f}×{stack}"),
         ("cold start (/healthz) ≤ 1.2× echo's", cold <= 1.2, f"{cold:.2f}×"),
         ("open descriptors flat under load", me[64]["fds_after"] <= me[1]["fds_before"] + 8, fds),
         ("RSS ≤ 100 MB after 1,000 conversations", rss <= 100, f"{rss:.0f} MB"),
@@ -70,13 +73,15 @@ def markdown(results: dict[str, Any], checked: list[Verdict]) -> str:
     lines += ["", "| bot | cold start s (median; each start) | first turn s (median; each start) | CPU s to first turn | "
               "RSS MB after 1,000 conversations | errors |", "|---|---|---|---|---|---|"]
     fmt: Callable[[list[float]], str] = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    for name in BOTS:
+    for name in [n for n in (*BOTS, "echo-stack") if n in results["cold"]]:
+        row = (f"| {name} | {results['cold'][name]:.3f} ({fmt(results['cold_samples'][name])}) | "
+               f"{results['first_turn'][name]:.3f} ({fmt(results['first_turn_samples'][name])}) | {results['first_turn_cpu'][name]:.3f} | ")
+        if name not in results["conversations"]:  # echo-stack: started for the cold start only
+            lines.append(row + "– | – |")
+            continue
         c = results["conversations"][name]
         errors = sum(c["errors"].values()) + sum(sum(results[name][k]["errors"].values()) for k in results[name])
-        lines.append(f"| {name} | {results['cold'][name]:.3f} ({fmt(results['cold_samples'][name])}) | "
-                     f"{results['first_turn'][name]:.3f} ({fmt(results['first_turn_samples'][name])}) | "
-                     f"{results['first_turn_cpu'][name]:.3f} | "
-                     f"{c['rss_mb']:.0f} ({c['conversations_used']} conversations) | {errors} |")
+        lines.append(row + f"{c['rss_mb']:.0f} ({c['conversations_used']} conversations) | {errors} |")
     lines += ["", "| bot | idle: CPU ms per second (bot) | + PostgreSQL server |", "|---|---|---|"]
     for name, cost in results["idle"].items():
         db = f"{cost['server_cpu_ms_per_s']:.1f}" if name == "setup-postgres" else "–"

@@ -10,7 +10,8 @@ repeated `--rounds` times, so machine noise hits all four alike; each figure is 
 runs in its own process; the load comes from another process (bench.loadgen). Reported per bot and concurrency:
 turns/s, p50/p99 latency, CPU per turn (the bot's, plus its PostgreSQL server's), RSS and open descriptors; cold start
 (process start → first 2xx on /healthz, the median of several interleaved starts) and first turn (process start →
-first message answered, its reply received); the time from `/setup copilot` to its card; RSS after 1,000
+first message answered, its reply received), beside `echo-stack` (bench/bots/echo_stack.py: the echo bot after
+importing the rest of the prescribed stack, the floor for a cold start); the time from `/setup copilot` to its card; RSS after 1,000
 conversations; the CPU each bot uses while idle (all left alone at once, 15 s); the provisioning apply time on each
 backend. Results go to `<out>/results.json` and `<out>/results.md`, with each target's pass/fail per backend.
 """
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         procs = bots(sandbox_env, state, pg)
         results: dict[str, Any] = {p.name: {} for p in procs}
         try:
-            results.update(cold_starts(procs, starts, connector_url))
+            floor = BotProcess("echo-stack", [PY, "-m", "bench.bots.echo_stack"], "echo", log=state / "echo-stack.log")
+            results.update(cold_starts([*procs, floor], starts, connector_url))
             for p in procs:
                 p.start()
             for p in procs:  # warm up each bot before measuring
