@@ -11,9 +11,9 @@ runs in its own process; the load comes from another process (bench.loadgen). Re
 turns/s, p50/p99 latency, CPU per turn (the bot's, plus its PostgreSQL server's), RSS and open descriptors; cold start
 (process start → first 2xx on /healthz, the median of several interleaved starts) and first turn (process start →
 first message answered, its reply received), beside `echo-stack` (bench/bots/echo_stack.py: the echo bot after
-importing the rest of the prescribed stack, the floor for a cold start); the time from `/setup copilot` to its card; RSS after 1,000
-conversations; the CPU each bot uses while idle (all left alone at once, 15 s); the provisioning apply time on each
-backend. Results go to `<out>/results.json` and `<out>/results.md`, with each target's pass/fail per backend.
+importing the rest of the prescribed stack, the floor for a cold start); the time from `/setup copilot` to its card;
+RSS after 1,000 conversations; the CPU each bot uses while idle (all left alone at once, 15 s); the provisioning apply
+time on each backend. Results go to `<out>/results.json` and `<out>/results.md`, with each target's pass/fail per backend.
 """
 
 from __future__ import annotations

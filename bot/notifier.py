@@ -32,7 +32,7 @@ from provisioning import ProvisioningService
 from provisioning.dates import duration
 from provisioning.models import Event, EventKind, JobView, StepName, StepStatus, plan_from_dict
 from provisioning.steps.base import copilot_link, entra_link
-from store import Fence, KeyValue, Locks
+from store import IDLE_POLL, Fence, KeyValue, Locks
 
 from . import state_codec
 from .connector import ConnectorPool
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "notifier/cursor"
 LEASE = "notifier"
 GUIDED = {StepName.FEDERATED_CREDENTIAL, *(s for s in StepName if s.guided)}  # steps with a card of their own
-IDLE_POLL = 5.0  # seconds: see Notifier._next_wait
 PERMANENT = frozenset({400, 403, 404, 410})  # Teams will never take it: the bot was removed, the chat is gone, the card is refused
 WHAT = {EventKind.JOB_COMPLETED: "completion card", EventKind.SECRET_EXPIRING: "expiry notice", EventKind.DRIFT_FOUND: "drift notice", EventKind.REMINDER_DUE: "reminder", EventKind.PROPAGATION_STARTED: "reminder",
         EventKind.WAITING_FOR_OPERATOR: "card for a step you do"}  # what a dead letter says was not posted
@@ -145,8 +144,9 @@ class Notifier:
                 log.warning("delivering to Teams failed (%s); trying again", why)
                 await self._pause(min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0))
                 continue
-            changed = asyncio.ensure_future(self.service.store.db.wait_for_change(seen, self._next_wait()))
-            await self._pause(self._next_wait(), changed)
+            wait = self._next_wait()
+            changed = asyncio.ensure_future(self.service.store.db.wait_for_change(seen, wait))
+            await self._pause(wait, changed)
 
     async def _pause(self, seconds: float, *also: "asyncio.Future[Any]") -> None:
         """Wait `seconds`, or less if one of `also` ends or the notifier is asked to stop."""

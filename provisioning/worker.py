@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from store import Fence, JobChange, JobStateChanged, LeaseLost, StoreError
+from store import IDLE_POLL, Fence, JobChange, JobStateChanged, LeaseLost, StoreError
 
 from .errors import JobCancelled, ProvisioningError
 from .http import write_guard
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 SWEEP_CADENCE = 5.0  # how often an instance sweeps expired hand-offs and due credential removals (at most)
 WATCH_CADENCE = 5.0  # how often an instance looks for due day-two checks (each setup is checked every WATCH_INTERVAL)
 RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
-IDLE_POLL = 5.0  # the fallback poll of an idle worker while every change is announced (PostgreSQL's LISTEN is up)
 COMPLETABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.WAITING_FOR_OPERATOR.value, JobStatus.PROPAGATING.value)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Database, EtagConflict, JobStateChanged, LeaseLost, MigrationError, Row, StoreError
+from .base import IDLE_POLL, Database, EtagConflict, JobStateChanged, LeaseLost, MigrationError, Row, StoreError
 from .jobs import JobChange, Jobs, JobSnapshot, NewAudit, NewEvent, NewJob, NewRemoval, Sealed
 from .kv import KeyValue
 from .locks import Fence, Locks
@@ -55,5 +55,5 @@ class Store:
 __all__ = [
     "open_database", "Store", "Database", "Row", "StoreError", "LeaseLost", "JobStateChanged", "EtagConflict", "MigrationError",
     "Fence", "Locks", "Jobs", "JobChange", "JobSnapshot", "NewJob", "NewEvent", "NewAudit", "NewRemoval", "Sealed",
-    "KeyValue", "VaultRows", "Removals", "Setups",
+    "KeyValue", "VaultRows", "Removals", "Setups", "IDLE_POLL",
 ]

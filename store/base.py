@@ -23,6 +23,8 @@ Row = dict[str, Any]
 EVENTS_CHANNEL = "copilot_setup_events"  # a job changed or an event was appended
 
 
+IDLE_POLL = 5.0  # seconds: the fallback poll of an idle poller while every change is announced (announces_changes)
+
 class StoreError(Exception):
     pass
 
@@ -153,8 +155,9 @@ class Database(abc.ABC):
     @property
     def announces_changes(self) -> bool:
         """True while every change that any process commits (with `notify_on_commit`) wakes `wait_for_change` here:
-        PostgreSQL while its LISTEN connection is up. Pollers may then poll rarely; otherwise (SQLite, whose command
-        line runs in another process, or a listener reconnecting) they must poll at their usual pace."""
+        PostgreSQL while its LISTEN connection is up. Pollers may then poll rarely (at most every IDLE_POLL seconds);
+        otherwise (SQLite, whose command line runs in another process, or a listener reconnecting) they must poll at
+        their usual pace."""
         return False
 
     async def write_all(self, statements: Sequence[Statement]) -> list[int]:

@@ -13,7 +13,7 @@ from sandbox import Sandbox
 from tests.fixtures.botapp import start_bot
 from tests.fixtures.connector import Connector
 from tests.fixtures.teams import RILEY, personal
-from tests.provisioning.test_idle import count_round_trips
+from tests.provisioning.helpers import count_round_trips
 
 from .test_jobs import approved_setup
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from provisioning import Actor, JobStatus, JobView, ProvisioningService, StepName, StepStatus
+from store import Database
 
 REQUESTER = Actor("11111111-1111-1111-1111-111111111111", "Riley Requester")
 APPROVER = Actor("22222222-2222-2222-2222-222222222222", "Avery Approver")
@@ -42,3 +43,17 @@ async def run_to_completion(svc: ProvisioningService, job: JobView) -> JobView:
         if view.step(step).status == StepStatus.WAITING_FOR_OPERATOR:
             await svc.perform_in_sandbox(job.id, step, REQUESTER)
     return await wait_job(svc, job.id, lambda v: v.status in (JobStatus.COMPLETED, JobStatus.FAILED))
+
+
+def count_round_trips(db: Database) -> list[str]:
+    """Every read, transaction and write the process starts on `db` from now on, by name."""
+    seen: list[str] = []
+    for name in ("read", "transaction", "write_all"):
+        original = getattr(db, name)
+
+        def counted(*args: object, _original: object = original, _name: str = name) -> object:
+            seen.append(_name)
+            return _original(*args)  # type: ignore[operator]
+
+        setattr(db, name, counted)
+    return seen

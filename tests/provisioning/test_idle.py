@@ -9,24 +9,9 @@ from pathlib import Path
 
 from provisioning import EventKind, JobStatus, ProvisioningService, StepName, StepStatus
 from sandbox import Sandbox
-from store import Database
 from tests.fixtures.provisioning import agent_request, make_service
 
-from .helpers import APPROVER, REQUESTER, wait_job, waiting_on
-
-
-def count_round_trips(db: Database) -> list[str]:
-    """Every read, transaction and write the process starts on `db` from now on, by name."""
-    seen: list[str] = []
-    for name in ("read", "transaction", "write_all"):
-        original = getattr(db, name)
-
-        def counted(*args: object, _original: object = original, _name: str = name) -> object:
-            seen.append(_name)
-            return _original(*args)  # type: ignore[operator]
-
-        setattr(db, name, counted)
-    return seen
+from .helpers import APPROVER, REQUESTER, count_round_trips, wait_job, waiting_on
 
 
 async def test_an_idle_worker_waits_for_changes_yet_takes_a_new_job_at_once_and_fires_its_timer_on_time(
